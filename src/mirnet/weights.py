@@ -26,8 +26,9 @@ class WeightsError(ValueError):
 
 def save_weights(model: MIRNet, path: str | Path, metadata: dict | None = None) -> None:
     """Write the model's weights and configuration to a safetensors file, atomically."""
-    header = {"format": "mirnet", "config": json.dumps(model.config.to_dict())}
-    header.update({key: json.dumps(value) for key, value in (metadata or {}).items()})
+    record = {**(metadata or {}), "config": model.config.to_dict()}
+    # One JSON record under our own key: save_model adds header entries of its own for shared tensors.
+    header = {"format": "mirnet", "mirnet": json.dumps(record)}
     with atomic_output(path) as tmp:
         # save_model (unlike save_file) stores each shared tensor once.
         save_model(model, str(tmp), metadata=header)
@@ -45,10 +46,12 @@ def read_metadata(path: str | Path) -> dict:
         raise WeightsError(f"{path}: no such file") from None
     except (SafetensorError, OSError, ValueError) as error:
         raise WeightsError(f"{path}: not a safetensors weights file ({error})") from None
-    if header.get("format") != "mirnet" or "config" not in header:
-        raise WeightsError(f"{path}: a safetensors file, but not mirnet weights (no mirnet config in its header)")
-    meta = {key: json.loads(value) for key, value in header.items() if key != "format"}
-    return meta
+    try:
+        record = json.loads(header["mirnet"])
+        record["config"]
+    except (KeyError, TypeError, ValueError):
+        raise WeightsError(f"{path}: a safetensors file, but not mirnet weights (no mirnet config in its header)") from None
+    return record
 
 
 def load_weights(path: str | Path) -> MIRNet:

@@ -1,0 +1,171 @@
+"""The architecture: shapes, sizes, weight sharing, gradients, determinism."""
+
+import pytest
+import torch
+
+from mirnet import PRESETS, MIRNet, MIRNetConfig, count_parameters, create_model, preset
+from mirnet.model import DAU, SKFF, ResidualDownsample
+
+TINY = 4  # channels for fast tests; streams then carry 4, 8, 16 channels
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_keeps_shape(name):
+    model = create_model(name, channels=TINY).eval()
+    x = torch.rand(2, 3, 16, 24)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "rrg", "mrb"),
+    [("ablation-3x2", 3, 2), ("ablation-3x3", 3, 3), ("ablation-3x1", 3, 1), ("ablation-1x1", 1, 1)],
+)
+def test_ablation_presets_have_their_depth(name, rrg, mrb):
+    model = create_model(name, channels=8)
+    assert len(model.rrgs) == rrg
+    assert all(len(group.mrbs) == mrb for group in model.rrgs)
+    assert model.config.channels == 8
+
+
+def test_paper_preset_has_the_official_parameter_count():
+    with torch.device("meta"):
+        shared = MIRNet(preset("paper"))
+    # swz30/MIRNet's MIRNet() reports this many unique parameters (the paper's "31.8M").
+    assert count_parameters(shared) == 31_787_419
+
+
+def test_unsharing_adds_exactly_the_reused_modules():
+    with torch.device("meta"):
+        shared = MIRNet(preset("paper"))
+        unshared = MIRNet(preset("paper-unshared"))
+        dau = [count_parameters(DAU(c, 8)) for c in (64, 128, 256)]  # each with its own 1-weight PReLU
+        down = [count_parameters(ResidualDownsample(c)) for c in (64, 128)]
+        skff = count_parameters(SKFF(64, 3, 8))
+    mrbs = 3 * 2
+    # Unshared, every MRB gains a second DAU per stream (with its own PReLU), its own stem
+    # downsamplers and its own final SKFF; and the 18 first DAUs get their own PReLU weight where the
+    # official model has one for all.
+    extra = mrbs * (sum(dau) + sum(down) + skff) + (mrbs * 3 - 1)
+    assert count_parameters(unshared) - count_parameters(shared) == extra
+
+
+def test_shared_model_reuses_modules_as_the_official_code():
+    model = create_model("paper", channels=8)
+    mrb = model.rrgs[0].mrbs[0]
+    assert all(column[0] is column[1] for column in mrb.daus)
+    preluses = {id(m.act) for m in model.modules() if isinstance(m, DAU)}
+    assert len(preluses) == 1
+    assert mrb.stem[0] is mrb.exchange[0]["0to1"] and mrb.stem[1] is mrb.exchange[0]["1to2"]
+    assert mrb.fuse_out is mrb.fusions[0][0]
+
+
+def test_unshared_model_uses_every_module_once_per_forward():
+    model = create_model("paper", channels=TINY, share_weights=False, daus_per_stream=3)
+    calls: dict[int, int] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, i, o: calls.__setitem__(id(mod), calls.get(id(mod), 0) + 1))
+        for m in model.modules()
+        if not list(m.children())  # leaves only: containers are called once per child by design
+    ]
+    with torch.no_grad():
+        model(torch.rand(1, 3, 16, 16))
+    for hook in hooks:
+        hook.remove()
+    leaves = [m for m in model.modules() if not list(m.children())]
+    assert len(leaves) == len(calls), "some module was never used"
+    assert max(calls.values()) == 1
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_gradients_reach_every_parameter(share):
+    model = create_model("paper", channels=16, share_weights=share, num_rrg=1)
+    x = torch.randn(4, 3, 16, 16) * torch.tensor([0.5, 1.0, 2.0, 4.0]).view(4, 1, 1, 1)
+    target = torch.rand(4, 3, 16, 16)
+    torch.nn.functional.l1_loss(model(x), target).backward()
+    gated = []
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name  # None: the parameter is not in the graph at all
+        # A channel attention squeezes to a ReLU of 1-2 units, which can be off for every image of
+        # a batch (a dead unit, as in the official model), silencing that attention's weights.
+        if ".channel." in name:
+            gated.append(bool(param.grad.abs().sum() > 0))
+        else:
+            assert param.grad.abs().sum() > 0, name
+    assert sum(gated) > len(gated) / 2
+
+
+@pytest.mark.parametrize("size", [(401, 599), (17, 9), (5, 3), (1, 1)])
+def test_any_input_size_comes_back_at_its_size(size):
+    model = create_model("ablation-1x1", channels=TINY).eval()
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        assert model(x).shape == x.shape
+
+
+def test_padding_is_reflection_and_crop_matches_manual():
+    model = create_model("ablation-1x1", channels=TINY).eval()
+    x = torch.rand(1, 3, 13, 18)
+    padded = torch.nn.functional.pad(x, (0, 2, 0, 3), mode="reflect")  # to multiples of 4
+    with torch.no_grad():
+        expected = model(padded)[..., :13, :18]
+        assert torch.equal(model(x), expected)
+
+
+def test_four_streams_need_multiples_of_eight():
+    model = create_model("ablation-1x1", channels=TINY, num_streams=4).eval()
+    assert model.size_multiple == 8
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 21, 30)).shape == (1, 3, 21, 30)
+
+
+def test_same_seed_gives_same_model_and_output():
+    x = torch.rand(1, 3, 16, 16)
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = create_model("ablation-3x1", channels=TINY).eval()
+        with torch.no_grad():
+            outputs.append(model(x))
+    torch.manual_seed(124)
+    other = create_model("ablation-3x1", channels=TINY).eval()
+    assert torch.equal(outputs[0], outputs[1])
+    with torch.no_grad():
+        assert not torch.equal(outputs[0], other(x))
+
+
+def test_global_residual_makes_a_zero_output_conv_the_identity():
+    model = create_model("ablation-1x1", channels=TINY).eval()
+    torch.nn.init.zeros_(model.conv_out.weight)
+    x = torch.rand(1, 3, 12, 20)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
+
+
+def test_config_validation_and_overrides():
+    with pytest.raises(ValueError, match="channels"):
+        MIRNetConfig(channels=0)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("nope")
+    with pytest.raises(TypeError):
+        preset("paper", colour=3)
+    assert preset("ablation-3x3", channels=16) == MIRNetConfig(channels=16, num_rrg=3, num_mrb=3)
+    assert MIRNetConfig.from_dict(preset("paper").to_dict()) == preset("paper")
+    with pytest.raises(ValueError, match="unknown MIRNetConfig fields"):
+        MIRNetConfig.from_dict({"channels": 8, "depth": 2})
+
+
+def test_macs_of_the_paper_preset():
+    from mirnet import count_macs
+
+    with torch.device("meta"):
+        model = MIRNet(preset("paper"))
+    # ~480 GMACs per 256x256 crop, the figure the project's issues quote for MIRNet.
+    assert 470e9 < count_macs(model, 256, 256) < 490e9
