@@ -101,12 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (WeightsError, ValueError, OSError) as error:
-        print(f"mirnet: error: {error}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `mirnet presets | head`
         sys.stderr.close()
         return 0
+    except (WeightsError, ValueError, OSError) as error:
+        print(f"mirnet: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mirnet: interrupted", file=sys.stderr)
         return 130
