@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, MIRNetConfig, preset
+from .data import DataError
 from .weights import WeightsError
 
 
@@ -73,6 +74,70 @@ def cmd_convert_official(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from .train import Run, TrainConfig, train
+
+    budget = {k: getattr(args, k) for k in ("epochs", "max_steps", "time_budget") if getattr(args, k) is not None}
+    if args.resume:
+        run = Run(args.out)
+        if not run.config.exists():
+            raise ValueError(f"{run.folder}: nothing to resume (no config.json)")
+        # A resumed run keeps its recorded configuration; only its budget may change.
+        config = dataclasses.replace(TrainConfig.load(run.config), **budget)
+    else:
+        if not args.data:
+            raise ValueError("--data is required (a folder with low/ and high/)")
+        overrides = {k: v for k, v in (("channels", args.channels),) if v is not None}
+        if args.model_config:
+            overrides.update(json.loads(args.model_config))
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        chosen = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+        config = TrainConfig(**{**chosen, "model_overrides": overrides})
+    row = train(config, resume=args.resume)
+    if row:
+        print(f"{config.out}: epoch {row['epoch']}, step {row['step']}, val PSNR {row.get('val_psnr')}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .data import load_pairs
+    from .evaluate import comparison_figure, evaluate, model_method
+    from .runtime import select_runtime
+
+    pairs = load_pairs(args.data)
+    methods = {}
+    if args.model or args.weights:
+        from .zoo import load_model
+
+        source = args.weights or args.model
+        methods[args.label or "mirnet"] = model_method(load_model(source), select_runtime(args.device))
+    if args.baselines:
+        from .baselines import BASELINES
+
+        methods.update(BASELINES)
+    if not methods:
+        raise ValueError("nothing to evaluate: give --model, --weights and/or --baselines")
+    columns = [c for c in ("autocontrast", args.label or "mirnet") if c in methods] or list(methods)[:2]
+    result = evaluate(pairs, methods, keep_outputs=args.figure if args.out else 0, progress=not args.json)
+    if args.out:
+        written = result.write(args.out)
+        if args.figure:
+            written.append(comparison_figure(result, pairs, ["input", *columns], Path(args.out) / "comparison.png",
+                                             images=args.figure))  # fmt: skip
+        if not args.json:
+            print("wrote " + ", ".join(str(p) for p in written))
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(result.to_markdown(per_image=not args.summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirnet", description="Low-light image enhancement with MIRNet.")
     parser.add_argument("--version", action="version", version=f"mirnet {__version__}")
@@ -90,6 +155,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=(256, 256), help="image size for the MAC count (default 256x256)")
     p.set_defaults(run=cmd_info)
 
+    p = commands.add_parser("train", help="train on paired images (resumable, DDP under torchrun)")
+    p.add_argument("--data", help="paired folder with low/ and high/ (e.g. LOL/our485)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--preset", choices=list(PRESETS), help="model preset (default paper)")
+    p.add_argument("--channels", type=int, help="model width override")
+    p.add_argument("--model-config", help='more MIRNetConfig overrides as JSON, e.g. \'{"num_rrg": 1}\'')
+    p.add_argument("--split", choices=["seeds", "full"], help="seeds: hold out 185 pairs by scene (default); full: train on all")
+    p.add_argument("--val-pairs", type=int, help="pairs held out by the seeds split (default 185)")
+    p.add_argument("--val-data", help="validate on this paired folder instead")
+    p.add_argument("--val-limit", type=int, help="validate on the first N validation pairs only")
+    p.add_argument("--crop", type=int, help="training crop size (default 128)")
+    p.add_argument("--batch-size", type=int, help="crops per step and process (default 4)")
+    p.add_argument("--augment", action="store_true", default=None, help="random flips/rotations (8)")
+    p.add_argument("--epochs", type=int, help="default 50")
+    p.add_argument("--steps-per-epoch", type=int, help="default: training pairs / batch size")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in all (resumable)")
+    p.add_argument("--time-budget", type=float, help="stop after this many seconds (resumable)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--schedule", choices=["plateau", "cosine"], help="default plateau (on validation PSNR)")
+    p.add_argument("--warmup-steps", type=int, help="linear warm-up for the cosine schedule")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--checkpoint-every", type=float, help="seconds between mid-epoch checkpoints (default 300)")
+    p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("evaluate", help="score MIRNet and classical baselines on paired images")
+    p.add_argument("--data", required=True, help="paired folder with low/ and high/ (e.g. LOL/eval15)")
+    p.add_argument("--model", help="a bundled model's name")
+    p.add_argument("--weights", help="a .safetensors file of mirnet or an official .pth checkpoint")
+    p.add_argument("--label", help="the model's name in the tables (default mirnet)")
+    p.add_argument("--baselines", action="store_true", help="also score the classical methods")
+    p.add_argument("--out", help="write evaluation.{csv,json,md} (and comparison.png) here")
+    p.add_argument("--figure", type=int, default=4, help="images in comparison.png (0: none; default 4)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--summary", action="store_true", help="print the means only")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(run=cmd_evaluate)
+
     p = commands.add_parser("convert-official", help="official MIRNet checkpoint (.pth) to mirnet safetensors")
     p.add_argument("checkpoint", help="a checkpoint saved by the official MIRNet code")
     p.add_argument("-o", "--output", help="output .safetensors (default: beside the checkpoint)")
@@ -104,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `mirnet presets | head`
         sys.stderr.close()
         return 0
-    except (WeightsError, ValueError, OSError) as error:
+    except (WeightsError, DataError, ValueError, OSError) as error:
         print(f"mirnet: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,175 @@
+"""Paired low/normal-light images: discovery, checks, splits, and random training crops.
+
+A paired folder holds ROOT/low/* and ROOT/high/*, matched by file stem, in any format Pillow reads
+(LOL: our485 as lossless WebP, eval15 as PNG). Images are decoded once and held as uint8 arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+
+class DataError(ValueError):
+    """A paired folder that cannot be used; the message names the files and the problem."""
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as an HxWx3 uint8 RGB array; DataError naming the file if it cannot be read."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{path}: cannot read image ({error})") from None
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder (a paired folder needs low/ and high/)")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            if path.stem in found:
+                raise DataError(f"{folder}: two images with stem {path.stem!r}: {found[path.stem].name}, {path.name}")
+            found[path.stem] = path
+    return found
+
+
+def _natural_key(stem: str) -> tuple:
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
+
+
+def find_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
+    """(stem, low path, high path) for every pair under root, in natural stem order; checked."""
+    root = Path(root)
+    low, high = _images_by_stem(root / "low"), _images_by_stem(root / "high")
+    if not low and not high:
+        raise DataError(f"{root}: no images in low/ or high/")
+    only_low, only_high = sorted(set(low) - set(high)), sorted(set(high) - set(low))
+    if only_low or only_high:
+        lonely = [str(low[s]) for s in only_low] + [str(high[s]) for s in only_high]
+        more = f" and {len(lonely) - 3} more" if len(lonely) > 3 else ""
+        raise DataError(f"{root}: images without a partner: {', '.join(lonely[:3])}{more}")
+    return [(stem, low[stem], high[stem]) for stem in sorted(low, key=_natural_key)]
+
+
+@dataclass
+class Pair:
+    stem: str
+    low: np.ndarray  # HxWx3 uint8
+    high: np.ndarray
+
+
+def _load_pair(entry: tuple[str, Path, Path]) -> Pair:
+    stem, low_path, high_path = entry
+    low, high = read_rgb(low_path), read_rgb(high_path)
+    if low.shape != high.shape:
+        raise DataError(
+            f"{low_path} is {low.shape[1]}x{low.shape[0]} but {high_path} is {high.shape[1]}x{high.shape[0]}"
+        )
+    return Pair(stem, low, high)
+
+
+def load_pairs(root: str | Path, stems: list[str] | None = None, threads: int = 4) -> list[Pair]:
+    """Decode the pairs under root (all, or those named in stems) into memory."""
+    entries = find_pairs(root)
+    if stems is not None:
+        wanted = set(stems)
+        entries = [e for e in entries if e[0] in wanted]
+    with ThreadPoolExecutor(threads) as pool:  # Pillow decodes without the GIL
+        return list(pool.map(_load_pair, entries))
+
+
+def split_by_scene(pairs: list[Pair], validation: int, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
+    """Split into (train, validation) with about `validation` pairs held out, keeping scenes together.
+
+    In LOL several low-light shots share one reference image (152 of our485's 485 references are
+    copies of 66 images); a random split by pair would validate on scenes seen in training. Pairs
+    are grouped by the hash of their reference, groups are shuffled with `seed`, and whole groups go
+    to validation until it holds at least `validation` pairs.
+    """
+    if not 0 <= validation < len(pairs):
+        raise ValueError(f"cannot hold out {validation} of {len(pairs)} pairs")
+    groups: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        groups.setdefault(hashlib.sha1(pair.high.tobytes()).hexdigest(), []).append(pair)
+    order = list(groups.values())
+    np.random.default_rng(seed).shuffle(order)
+    held: list[Pair] = []
+    kept: list[Pair] = []
+    for group in order:
+        (held if len(held) < validation else kept).extend(group)
+    return kept, held
+
+
+def dihedral(array: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/rotations of an HxWxC array (k in 0..7)."""
+    if k >= 4:
+        array = array[:, ::-1]
+    return np.rot90(array, k % 4)
+
+
+class CropSampler:
+    """Random aligned crops of training pairs; all randomness from one numpy Generator whose state
+    is saved in checkpoints, so a resumed run draws exactly the crops an uninterrupted run would."""
+
+    def __init__(self, pairs: list[Pair], crop: int, batch_size: int, augment: bool, seed: int):
+        if not pairs:
+            raise DataError("no training pairs")
+        small = [p.stem for p in pairs if min(p.low.shape[:2]) < crop]
+        if small:
+            raise DataError(f"images smaller than the {crop}px crop: {', '.join(small[:3])}")
+        self.pairs, self.crop, self.batch_size, self.augment = pairs, crop, batch_size, augment
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """One epoch: every training image cropped once on average."""
+        return max(1, len(self.pairs) // self.batch_size)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(low, high) float tensors of shape (batch, 3, crop, crop) in [0, 1]."""
+        lows, highs = [], []
+        for index in self.rng.integers(len(self.pairs), size=self.batch_size):
+            pair = self.pairs[index]
+            h, w = pair.low.shape[:2]
+            top, left = self.rng.integers(h - self.crop + 1), self.rng.integers(w - self.crop + 1)
+            window = (slice(top, top + self.crop), slice(left, left + self.crop))
+            low, high = pair.low[window], pair.high[window]
+            if self.augment:
+                k = int(self.rng.integers(8))
+                low, high = dihedral(low, k), dihedral(high, k)
+            lows.append(low)
+            highs.append(high)
+        return to_tensor(np.stack(lows)), to_tensor(np.stack(highs))
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 images (..., H, W, 3) to float (..., 3, H, W) in [0, 1]."""
+    array = np.ascontiguousarray(images)
+    if not array.flags.writeable:  # Pillow's arrays are read-only; torch wants to own writable memory
+        array = array.copy()
+    return torch.from_numpy(array).movedim(-1, -3).float().div_(255.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Float (..., 3, H, W) in [0, 1] to uint8 (..., H, W, 3), clamped and rounded."""
+    return images.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()

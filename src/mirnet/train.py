@@ -1,0 +1,360 @@
+"""Training MIRNet on paired images (LOL or your own), with exact resume and optional DDP.
+
+A run folder holds: config.json (the TrainConfig and the machine), metrics.jsonl and metrics.csv
+(one row per epoch), last.pt (full training state, for --resume), best.safetensors (weights of the
+best validation PSNR), loss.png and psnr.png. Every file is written atomically.
+
+Multi-process: launch with torchrun; each process draws its own crops (per-process batch size),
+gradients are averaged by DistributedDataParallel, validation is sharded across processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .config import preset
+from .data import CropSampler, DataError, Pair, load_pairs, split_by_scene, to_tensor, to_uint8
+from .files import atomic_output
+from .metrics import psnr
+from .model import MIRNet, count_parameters
+from .runtime import Runtime, select_runtime
+from .weights import save_weights
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as config.json in the run folder."""
+
+    data: str  # paired folder (ROOT/low, ROOT/high) to train on
+    out: str  # run folder
+    preset: str = "paper"
+    model_overrides: dict = field(default_factory=dict)  # MIRNetConfig fields, e.g. {"channels": 16}
+    split: str = "seeds"  # "seeds": hold out `val_pairs` of data by scene; "full": train on all of data
+    val_pairs: int = 185
+    val_data: str | None = None  # a separate paired folder to validate on (never eval15 by default)
+    val_limit: int | None = None  # validate on the first N validation pairs only
+    crop: int = 128
+    batch_size: int = 4  # per process
+    augment: bool = False  # the 8 flips/rotations of each crop
+    epochs: int = 50
+    steps_per_epoch: int | None = None  # default: training pairs // batch size
+    max_steps: int | None = None  # stop (resumably) after this many optimizer steps in all
+    time_budget: float | None = None  # stop (resumably) after this many seconds of this invocation
+    lr: float = 1e-4
+    schedule: str = "plateau"  # "plateau": x0.5 when val PSNR stalls (the seeds); "cosine": warm-up + cosine
+    warmup_steps: int = 0
+    min_lr: float = 1e-6
+    patience: int = 5  # epochs without a better val PSNR before the plateau schedule halves the rate
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints
+    progress: bool = True
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        values = json.loads(path.read_text())["train"]
+        return cls(**values)
+
+
+def charbonnier(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Charbonnier loss, mean of sqrt((x - y)^2 + eps^2): a differentiable L1."""
+    return torch.sqrt((output - target) ** 2 + eps**2).mean()
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, low, high, runtime: Runtime) -> float:
+    """One optimizer step on a batch; the loss is on the output clamped to [0, 1], as the official code."""
+    optimizer.zero_grad(set_to_none=True)
+    with runtime.autocast():
+        output = model(runtime.input(low))
+    loss = charbonnier(output.float().clamp(0, 1), runtime.input(high))
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def validate(model: nn.Module, pairs: list[Pair], runtime: Runtime) -> dict[str, float]:
+    """Mean Charbonnier loss and PSNR (8-bit, peak 255) over full validation images, sharded under DDP."""
+    model.eval()
+    rank, world = _rank_world()
+    sums = torch.zeros(3, dtype=torch.float64)
+    for pair in pairs[rank::world]:
+        low, high = to_tensor(pair.low)[None], to_tensor(pair.high)[None]
+        with runtime.autocast():
+            output = model(runtime.input(low)).float().clamp(0, 1).cpu()
+        sums += torch.tensor([charbonnier(output, high).item(), psnr(to_uint8(output[0]), pair.high), 1.0])
+    if world > 1:
+        dist.all_reduce(sums)
+    model.train()
+    loss, total_psnr, count = sums.tolist()
+    return {"val_loss": loss / max(count, 1), "val_psnr": total_psnr / max(count, 1)}
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _init_distributed(device: str) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        use_cuda = device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+
+
+def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=0.5, patience=cfg.patience, min_lr=cfg.min_lr
+        )
+    if cfg.schedule == "cosine":
+        warmup = max(cfg.warmup_steps, 0)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+            floor = cfg.min_lr / cfg.lr
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; use plateau or cosine")
+
+
+def _datasets(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
+    pairs = load_pairs(cfg.data)
+    if cfg.split == "seeds":
+        train_pairs, val_pairs = split_by_scene(pairs, cfg.val_pairs, seed=cfg.seed)
+    elif cfg.split == "full":
+        train_pairs, val_pairs = pairs, []
+    else:
+        raise ValueError(f"unknown split {cfg.split!r}; use seeds or full")
+    if cfg.val_data:
+        val_pairs = load_pairs(cfg.val_data)
+    if cfg.val_limit is not None:
+        val_pairs = val_pairs[: cfg.val_limit]
+    return train_pairs, val_pairs
+
+
+class Run:
+    """The files of a run folder."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.config = self.folder / "config.json"
+        self.last = self.folder / "last.pt"
+        self.best = self.folder / "best.safetensors"
+        self.jsonl = self.folder / "metrics.jsonl"
+        self.csv = self.folder / "metrics.csv"
+
+    def history(self) -> list[dict]:
+        if not self.jsonl.exists():
+            return []
+        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+    def write_history(self, rows: list[dict]) -> None:
+        with atomic_output(self.jsonl) as tmp:
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        if rows:
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[-1]))
+            writer.writeheader()
+            writer.writerows(rows)
+            with atomic_output(self.csv) as tmp:
+                tmp.write_text(buffer.getvalue())
+
+
+def plot_history(rows: list[dict], folder: Path) -> None:
+    """loss.png and psnr.png against epochs (train and validation), like the seeds' report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    for name, series, ylabel in [
+        ("loss", [("train_loss", "train"), ("val_loss", "validation")], "Charbonnier loss"),
+        ("psnr", [("val_psnr", "validation")], "PSNR (dB, 8-bit, peak 255)"),
+    ]:
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for key, label in series:
+            values = [r.get(key) for r in rows]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", ms=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        with atomic_output(folder / f"{name}.png") as tmp:
+            fig.savefig(tmp, format="png")
+        plt.close(fig)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train (or resume) the run described by cfg; returns the last row of metrics."""
+    _init_distributed(cfg.device)
+    rank, world = _rank_world()
+    run = Run(cfg.out)
+    if not resume and run.last.exists():
+        raise ValueError(f"{run.folder}: already holds a run (last.pt); use --resume or another --out")
+    if resume and not run.last.exists():
+        raise ValueError(f"{run.folder}: nothing to resume (no last.pt)")
+
+    runtime = select_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    if runtime.device.type == "cuda" and world > 1:
+        runtime = dataclasses.replace(runtime, device=torch.device("cuda", torch.cuda.current_device()))
+    train_pairs, val_pairs = _datasets(cfg)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = runtime.prepare(MIRNet(preset(cfg.preset, **cfg.model_overrides)))
+    sampler = CropSampler(train_pairs, cfg.crop, cfg.batch_size, cfg.augment, seed=cfg.seed + 1_000_003 * rank)
+    steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_pairs) // (cfg.batch_size * world))
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = _make_scheduler(cfg, optimizer, total_steps)
+    step, best_psnr, elapsed_before = 0, -math.inf, 0.0
+    epoch_losses: list[float] = []  # this epoch's losses so far (checkpointed: metrics resume exactly too)
+
+    if resume:
+        state = torch.load(run.last, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["samplers"][rank])
+        torch.set_rng_state(state["torch_rng"])
+        step, best_psnr, elapsed_before = state["step"], state["best_psnr"], state["elapsed"]
+        epoch_losses = state["epoch_losses"]
+    elif rank == 0:
+        run.folder.mkdir(parents=True, exist_ok=True)
+        record = {"train": dataclasses.asdict(cfg), "model": model.config.to_dict(),
+                  "parameters": count_parameters(model), "runtime": runtime.describe(), "world_size": world,
+                  "train_pairs": [p.stem for p in train_pairs], "val_pairs": [p.stem for p in val_pairs]}  # fmt: skip
+        with atomic_output(run.config) as tmp:
+            tmp.write_text(json.dumps(record, indent=2))
+
+    trained = model
+    if cfg.compile:
+        trained = torch.compile(trained)
+    if world > 1:
+        trained = nn.parallel.DistributedDataParallel(trained)
+    history = run.history() if rank == 0 else []
+    history = [row for row in history if row["step"] <= step]  # rows after the checkpoint are redone
+
+    def checkpoint() -> None:
+        samplers = [sampler.state_dict()]
+        if world > 1:
+            samplers = [None] * world
+            dist.all_gather_object(samplers, sampler.state_dict())
+        if rank == 0:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "samplers": samplers, "torch_rng": torch.get_rng_state(),
+                     "step": step, "best_psnr": best_psnr, "elapsed": elapsed_before + time.time() - started,
+                     "epoch_losses": epoch_losses}  # fmt: skip
+            with atomic_output(run.last) as tmp:
+                torch.save(state, tmp)
+
+    started = time.time()
+    last_checkpoint = started
+    stop = False
+    progress = None
+    if rank == 0 and cfg.progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
+                        mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
+    row: dict = history[-1] if history else {}
+    epoch_started, epoch_steps = time.time(), 0  # for steps/s: this invocation's steps of the epoch
+    while step < total_steps and not stop:
+        loss = train_step(trained, optimizer, *sampler.batch(), runtime)
+        epoch_losses.append(loss)
+        step += 1
+        epoch_steps += 1
+        if cfg.schedule == "cosine":
+            scheduler.step()
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
+        now = time.time()
+        out_of_time = cfg.time_budget is not None and now - started >= cfg.time_budget
+        out_of_steps = cfg.max_steps is not None and step >= cfg.max_steps
+        stop = _agree(out_of_time or out_of_steps, world)
+        if step % steps_per_epoch == 0:
+            # The bare model: DDP's forward would sync buffers, a collective that uneven shards would hang.
+            metrics = validate(model, val_pairs, runtime) if val_pairs else {}
+            if cfg.schedule == "plateau" and metrics:
+                scheduler.step(metrics["val_psnr"])
+            train_loss = torch.tensor(epoch_losses, dtype=torch.float64).mean().item() if epoch_losses else None
+            row = {"epoch": step // steps_per_epoch, "step": step, "train_loss": train_loss,
+                   "val_loss": metrics.get("val_loss"), "val_psnr": metrics.get("val_psnr"),
+                   "lr": optimizer.param_groups[0]["lr"], "time": round(elapsed_before + now - started, 1),
+                   "steps_per_s": round(epoch_steps / max(now - epoch_started, 1e-9), 4)}  # fmt: skip
+            improved = metrics and metrics["val_psnr"] > best_psnr
+            if improved:
+                best_psnr = metrics["val_psnr"]
+            if rank == 0:
+                history.append(row)
+                if improved or (not val_pairs):
+                    save_weights(model, run.best, metadata=_weights_metadata(cfg, row, runtime))
+                run.write_history(history)
+                plot_history(history, run.folder)
+                if progress is not None:
+                    progress.write(_format_row(row))
+            checkpoint()
+            last_checkpoint = time.time()
+            epoch_losses, epoch_started, epoch_steps = [], time.time(), 0
+        elif stop or _agree(time.time() - last_checkpoint >= cfg.checkpoint_every, world):
+            checkpoint()
+            last_checkpoint = time.time()
+    if progress is not None:
+        progress.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return row if rank == 0 else {}
+
+
+def _agree(flag: bool, world: int) -> bool:
+    """True on every process if it is true on any (so that all stop or checkpoint together)."""
+    if world == 1:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def _weights_metadata(cfg: TrainConfig, row: dict, runtime: Runtime) -> dict:
+    return {"training": {"data": cfg.data, "split": cfg.split, "preset": cfg.preset, "epoch": row["epoch"],
+            "step": row["step"], "val_psnr": row["val_psnr"], "time_s": row["time"], **runtime.describe()}}  # fmt: skip
+
+
+def _format_row(row: dict) -> str:
+    parts = [f"epoch {row['epoch']}", f"step {row['step']}"]
+    for key, fmt in (("train_loss", ".4f"), ("val_loss", ".4f"), ("val_psnr", ".2f"), ("lr", ".2e")):
+        if row.get(key) is not None:
+            parts.append(f"{key} {row[key]:{fmt}}")
+    parts.append(f"{row['steps_per_s']:.2f} steps/s")
+    return " | ".join(parts)
+
+
+__all__ = ["DataError", "TrainConfig", "charbonnier", "plot_history", "train", "train_step", "validate"]

@@ -1,0 +1,138 @@
+"""Paired data (discovery, checks, splits, crops) and the metrics, against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_pairs
+from PIL import Image
+
+from mirnet.data import CropSampler, DataError, Pair, dihedral, find_pairs, load_pairs, split_by_scene
+from mirnet.metrics import gt_mean_psnr, psnr, ssim
+
+
+def test_pairs_match_by_stem_across_formats(tmp_path):
+    root = make_pairs(tmp_path / "d", count=3)
+    Image.open(root / "low" / "2.png").save(root / "low" / "2.webp", lossless=True)
+    (root / "low" / "2.png").unlink()
+    (root / "notes.txt").write_text("ignored")
+    pairs = load_pairs(root)
+    assert [p.stem for p in pairs] == ["0", "1", "2"]
+    assert pairs[2].low.dtype == np.uint8 and pairs[2].low.shape == (48, 64, 3)
+    assert np.array_equal(pairs[2].low, np.asarray(Image.open(root / "low" / "2.webp").convert("RGB")))
+
+
+def test_natural_order_of_numeric_stems(tmp_path):
+    root = make_pairs(tmp_path / "d", count=11)
+    assert [s for s, _, _ in find_pairs(root)][-3:] == ["8", "9", "10"]
+
+
+def test_data_errors_name_the_files(tmp_path):
+    root = make_pairs(tmp_path / "d", count=3)
+    (root / "high" / "1.png").unlink()
+    with pytest.raises(DataError, match=r"without a partner: .*low/1\.png"):
+        find_pairs(root)
+
+    root = make_pairs(tmp_path / "e", count=2)
+    Image.new("RGB", (10, 10)).save(root / "high" / "0.png")
+    with pytest.raises(DataError, match=r"low/0\.png is 64x48 but .*high/0\.png is 10x10"):
+        load_pairs(root)
+
+    root = make_pairs(tmp_path / "f", count=2)
+    (root / "low" / "1.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match=r"low/1\.png: cannot read image"):
+        load_pairs(root)
+
+    (tmp_path / "g" / "low").mkdir(parents=True)
+    (tmp_path / "g" / "high").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        find_pairs(tmp_path / "g")
+    with pytest.raises(DataError, match="no such folder"):
+        find_pairs(tmp_path / "absent")
+
+
+def _pair(stem, high_value, seed):
+    high = np.full((8, 8, 3), high_value, np.uint8)
+    return Pair(stem, np.random.default_rng(seed).integers(0, 30, (8, 8, 3), dtype=np.uint8), high)
+
+
+def test_split_by_scene_keeps_shared_references_together():
+    # Ten scenes, three shots each for the first five: 25 pairs.
+    pairs = [_pair(f"{s}_{k}", s * 20, s * 10 + k) for s in range(10) for k in range(3 if s < 5 else 1)]
+    train, val = split_by_scene(pairs, validation=8, seed=0)
+    assert len(train) + len(val) == len(pairs) and 8 <= len(val) <= 10
+    scenes = lambda ps: {p.stem.split("_")[0] for p in ps}  # noqa: E731
+    assert not scenes(train) & scenes(val)
+    assert split_by_scene(pairs, 8, seed=0)[1] == val  # fixed seed, fixed split
+    assert [p.stem for p in split_by_scene(pairs, 8, seed=1)[1]] != [p.stem for p in val]
+
+
+def test_crops_are_aligned_and_resumable():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    pairs = [Pair("a", image, 255 - image)]
+    sampler = CropSampler(pairs, crop=16, batch_size=3, augment=True, seed=7)
+    low, high = sampler.batch()
+    assert low.shape == (3, 3, 16, 16) and low.dtype == torch.float32
+    assert torch.allclose(high, 1 - low, atol=1e-6)  # the same window and transform on both
+    state = sampler.state_dict()
+    expected = sampler.batch()
+    other = CropSampler(pairs, crop=16, batch_size=3, augment=True, seed=99)
+    other.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(other.batch(), expected))
+    with pytest.raises(DataError, match="smaller than the 64px crop"):
+        CropSampler(pairs, crop=64, batch_size=1, augment=False, seed=0)
+
+
+def test_dihedral_gives_eight_distinct_transforms():
+    a = np.arange(12).reshape(3, 4, 1)
+    assert len({dihedral(a, k).tobytes() + bytes(dihedral(a, k).shape) for k in range(8)}) == 8
+
+
+def test_psnr_by_hand():
+    a = np.full((16, 16, 3), 100, np.uint8)
+    b = np.full((16, 16, 3), 110, np.uint8)
+    assert psnr(a, b) == pytest.approx(10 * math.log10(255**2 / 100))  # MSE 100: 28.1308 dB
+    b[0, 0, 0] = 100  # one of 768 values now exact
+    assert psnr(a, b) == pytest.approx(10 * math.log10(255**2 / (100 * 767 / 768)))
+    assert psnr(a, a) == math.inf
+
+
+def test_ssim_by_hand():
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    a = np.full((16, 16, 3), 50, np.uint8)
+    b = np.full((16, 16, 3), 80, np.uint8)
+    # Constant images: no variance, so SSIM = (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1).
+    assert ssim(a, b) == pytest.approx((2 * 50 * 80 + c1) / (50**2 + 80**2 + c1), rel=1e-9)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert ssim(x, x) == pytest.approx(1.0)
+    # Inverting a pattern flips the sign of the structure term.
+    assert ssim(x, 255 - x) < 0
+    # Per-channel and averaged: a change in one channel only moves the mean by a third.
+    y = x.copy()
+    y[..., 0] = 255 - x[..., 0]
+    per_channel = [ssim(np.repeat(x[..., [c]], 3, 2), np.repeat(y[..., [c]], 3, 2)) for c in range(3)]
+    assert ssim(x, y) == pytest.approx(np.mean(per_channel))
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim(x[:8, :8], x[:8, :8])
+
+
+def test_ssim_window_is_the_gaussian_of_wang_et_al():
+    # A single bright pixel in the centre of a 11x11 image: only one 'valid' window position, so
+    # the mean the window sees is 255 times the Gaussian's central weight.
+    from mirnet.metrics import _gaussian_blur
+
+    x = torch.zeros(1, 1, 11, 11, dtype=torch.float64)
+    x[..., 5, 5] = 255.0
+    g = np.exp(-(np.arange(11) - 5) ** 2 / (2 * 1.5**2))
+    assert _gaussian_blur(x).item() == pytest.approx(255.0 * (1 / g.sum()) ** 2)
+
+
+def test_gt_mean_psnr_forgives_global_brightness_only():
+    rng = np.random.default_rng(0)
+    target = rng.integers(40, 200, (16, 16, 3)).astype(np.uint8)
+    darker = (target.astype(np.float64) * 0.5).astype(np.uint8)
+    assert gt_mean_psnr(darker, target) > psnr(darker, target) + 10
+    assert gt_mean_psnr(target, target) == math.inf

@@ -1,0 +1,106 @@
+"""Evaluation: tables in every format, the baselines, the comparison figure, and the CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mirnet
+from mirnet.baselines import BASELINES, autocontrast, gamma_correction, lime
+from mirnet.data import load_pairs
+from mirnet.evaluate import comparison_figure, evaluate
+from mirnet.metrics import psnr
+
+
+def test_every_baseline_keeps_size_and_brightens(paired):
+    pair = load_pairs(paired)[0]
+    for name, method in BASELINES.items():
+        out = method(pair.low)
+        assert out.shape == pair.low.shape and out.dtype == np.uint8, name
+        assert out.mean() > pair.low.mean() + 10, name
+
+
+def test_simple_baselines_by_hand():
+    image = np.array([[[10, 20, 30], [50, 60, 70]]], np.uint8)
+    stretched = autocontrast(image)
+    assert stretched[..., 0].tolist() == [[0, 255]]  # each channel stretched to its full range
+    assert gamma_correction(np.array([[[0, 64, 255]]], np.uint8))[0, 0].tolist() == [
+        0, round(255 * (64 / 255) ** (1 / 2.2)), 255]  # fmt: skip
+
+
+def test_lime_recovers_a_uniformly_dark_image():
+    # A flat grey scene at a quarter of its brightness: the illumination map is the max channel,
+    # smooth already, so the output is image / T**0.8 with T = 0.25 * max.
+    scene = np.zeros((20, 24, 3))
+    scene[..., 0], scene[..., 1], scene[..., 2] = 0.8, 0.6, 0.4
+    dark = np.round(scene * 0.25 * 255).astype(np.uint8)
+    t = dark.max() / 255.0
+    expected = np.clip(dark / 255.0 / t**0.8 * 255, 0, 255)
+    assert np.abs(lime(dark).astype(float) - expected).max() <= 1.0
+
+
+def test_evaluate_scores_methods_and_input(paired):
+    pairs = load_pairs(paired)
+    result = evaluate(pairs, {"identity": lambda im: im, "autocontrast": autocontrast}, keep_outputs=2)
+    assert result.methods == ["input", "identity", "autocontrast"]
+    assert len(result.rows) == 3 * len(pairs)
+    means = {m["method"]: m for m in result.means()}
+    assert means["identity"]["psnr"] == pytest.approx(np.mean([psnr(p.low, p.high) for p in pairs]))
+    assert means["identity"]["psnr"] == means["input"]["psnr"]
+    assert set(result.outputs["autocontrast"]) == {pairs[0].stem, pairs[1].stem}
+
+
+def test_tables_in_csv_json_markdown(paired, tmp_path):
+    pairs = load_pairs(paired)
+    result = evaluate(pairs, {"autocontrast": autocontrast})
+    written = result.write(tmp_path / "out")
+    assert [p.name for p in written] == ["evaluation.csv", "evaluation.json", "evaluation.md"]
+    lines = (tmp_path / "out" / "evaluation.csv").read_text().splitlines()
+    assert lines[0] == "method,image,psnr,ssim,gt_mean_psnr" and len(lines) == 1 + 2 * len(pairs)
+    data = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert {m["method"] for m in data["means"]} == {"input", "autocontrast"} and "peak 255" in data["conventions"]
+    md = (tmp_path / "out" / "evaluation.md").read_text()
+    assert "| method | PSNR (dB) | SSIM | GT-mean PSNR (dB) |" in md
+    assert md.count("| autocontrast |") == len(pairs) + 1
+
+
+def test_comparison_figure_is_a_png(paired, tmp_path):
+    pairs = load_pairs(paired)
+    result = evaluate(pairs, {"autocontrast": autocontrast}, keep_outputs=3)
+    path = comparison_figure(result, pairs, ["input", "autocontrast"], tmp_path / "fig.png", images=3)
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[1] > 200
+    with pytest.raises(ValueError, match="keep_outputs"):
+        comparison_figure(evaluate(pairs, {}), pairs, ["input"], tmp_path / "none.png")
+
+
+def test_evaluate_cli_with_weights_and_baselines(paired, tmp_path):
+    model = mirnet.create_model("ablation-1x1", channels=4)
+    mirnet.save_weights(model, tmp_path / "tiny.safetensors")
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [sys.executable, "-m", "mirnet", "evaluate", "--data", str(paired), "--weights", str(tmp_path / "tiny.safetensors"),
+         "--baselines", "--out", str(out), "--json", "--figure", "2", "--device", "cpu"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)  # stdout is one JSON object
+    assert [m["method"] for m in report["means"]] == ["input", "mirnet", *BASELINES]
+    assert (out / "comparison.png").stat().st_size > 0 and (out / "evaluation.md").exists()
+    table = subprocess.run([sys.executable, "-m", "mirnet", "evaluate", "--data", str(paired), "--baselines",
+                            "--summary"], capture_output=True, text=True)  # fmt: skip
+    assert table.returncode == 0 and "| histogram-eq |" in table.stdout and "| image |" not in table.stdout
+
+
+def test_evaluate_cli_errors(paired, tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "mirnet", "evaluate", *a], capture_output=True, text=True)  # noqa: E731
+    result = run("--data", str(paired))
+    assert result.returncode == 2 and "nothing to evaluate" in result.stderr
+    result = run("--data", str(tmp_path / "absent"), "--baselines")
+    assert result.returncode == 2 and "absent/low: no such folder" in result.stderr
+    result = run("--data", str(paired), "--model", "no-such-model")
+    assert result.returncode == 2 and "no-such-model: neither a bundled model" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,188 @@
+"""Training: it learns, it resumes exactly, it runs under DDP and agrees with one process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import make_pairs
+
+from mirnet.train import TrainConfig, charbonnier, train
+
+TINY_MODEL = {"channels": 4, "num_streams": 2}
+
+
+def _config(data, out, **changes):
+    base = dict(data=str(data), out=str(out), preset="ablation-1x1", model_overrides=TINY_MODEL, val_pairs=2,
+                crop=16, batch_size=2, epochs=4, steps_per_epoch=3, lr=1e-3, augment=True, seed=0,
+                device="cpu", precision="fp32", progress=False)  # fmt: skip
+    return TrainConfig(**{**base, **changes})
+
+
+def _weights(run):
+    return torch.load(run / "last.pt", weights_only=True)["model"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_pairs(tmp_path / "pairs", count=8, size=(24, 32))
+
+
+def test_charbonnier_by_hand():
+    x, y = torch.zeros(2, 2), torch.tensor([[3e-3, 0.0], [0.0, 4e-3]])
+    expected = (2 * 1e-3 + (9e-6 + 1e-6) ** 0.5 + (16e-6 + 1e-6) ** 0.5) / 4
+    assert charbonnier(x, y).item() == pytest.approx(expected)
+
+
+def test_run_folder_has_config_metrics_checkpoints_and_plots(data, tmp_path):
+    row = train(_config(data, tmp_path / "run"))
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "metrics.jsonl", "metrics.csv", "last.pt", "best.safetensors", "loss.png",
+            "psnr.png"} <= files  # fmt: skip
+    assert not [f for f in files if f.endswith(".part")]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and rows[-1] == row
+    assert set(rows[0]) == {"epoch", "step", "train_loss", "val_loss", "val_psnr", "lr", "time", "steps_per_s"}
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["runtime"]["precision"] == "fp32" and config["runtime"]["hardware"]
+    assert set(config["train_pairs"]).isdisjoint(config["val_pairs"])
+    from PIL import Image
+
+    assert Image.open(tmp_path / "run" / "psnr.png").size[0] > 100
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(_config(data, tmp_path / "run"))
+
+
+def test_training_lowers_validation_loss_and_beats_the_input(tmp_path):
+    data = make_pairs(tmp_path / "pairs", count=10, size=(32, 48))
+    row = train(_config(data, tmp_path / "run", epochs=8, steps_per_epoch=10, crop=24, batch_size=4, lr=2e-3,
+                        model_overrides={"channels": 8, "num_streams": 2}))  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+    from mirnet.data import load_pairs
+    from mirnet.metrics import psnr
+
+    val = json.loads((tmp_path / "run" / "config.json").read_text())["val_pairs"]
+    pairs = [p for p in load_pairs(data) if p.stem in val]
+    input_psnr = sum(psnr(p.low, p.high) for p in pairs) / len(pairs)
+    assert row["val_psnr"] > input_psnr + 3
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_interrupted_and_resumed_equals_uninterrupted(data, tmp_path, schedule):
+    extra = {"schedule": schedule, "warmup_steps": 2, "patience": 0}
+    train(_config(data, tmp_path / "whole", **extra))
+    train(_config(data, tmp_path / "parts", max_steps=4, **extra))  # stops mid-epoch 2
+    assert torch.load(tmp_path / "parts" / "last.pt", weights_only=True)["step"] == 4
+    train(_config(data, tmp_path / "parts", max_steps=None, **extra), resume=True)
+    whole, parts = _weights(tmp_path / "whole"), _weights(tmp_path / "parts")
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+    read = lambda run: (run / "metrics.jsonl").read_text()  # noqa: E731
+    assert [json.loads(r)["val_psnr"] for r in read(tmp_path / "whole").splitlines()] == [
+        json.loads(r)["val_psnr"] for r in read(tmp_path / "parts").splitlines()
+    ]
+
+
+def test_killed_at_any_moment_and_resumed_equals_uninterrupted(data, tmp_path):
+    """SIGKILL a training process mid-run (checkpointing at every step), resume, compare."""
+    common = ["--data", str(data), "--preset", "ablation-1x1", "--model-config", json.dumps(TINY_MODEL),
+              "--val-pairs", "2", "--crop", "16", "--batch-size", "2", "--epochs", "6", "--steps-per-epoch", "5",
+              "--lr", "1e-3", "--device", "cpu", "--precision", "fp32"]  # fmt: skip
+    cli = [sys.executable, "-m", "mirnet", "train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*cli, *common, "--out", str(tmp_path / "whole")], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([*cli, *common, "--out", str(tmp_path / "killed"), "--checkpoint-every", "0"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 60
+    while not (tmp_path / "killed" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["step"]
+    assert 0 < done < 30, "the kill should land mid-run"
+    subprocess.run([*cli, "--out", str(tmp_path / "killed"), "--resume"], check=True, env=env, capture_output=True)
+    whole, resumed = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def _ddp_gradients(rank, world, port, state, low, high, queue):
+    import torch.distributed as dist
+
+    from mirnet import MIRNet, preset
+    from mirnet.runtime import select_runtime
+    from mirnet.train import train_step
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    model = MIRNet(preset("ablation-1x1", **TINY_MODEL))
+    model.load_state_dict(state)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: keep the gradients, not the step
+    share = low.shape[0] // world
+    train_step(ddp, optimizer, low[rank * share:(rank + 1) * share], high[rank * share:(rank + 1) * share],
+               select_runtime("cpu", "fp32"))  # fmt: skip
+    if rank == 0:
+        # numpy arrays: torch tensors would travel as shared memory that dies with this process
+        queue.put({name: p.grad.numpy().copy() for name, p in model.named_parameters()})
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_ddp_with_two_processes_agrees_with_one(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from mirnet import MIRNet, preset
+    from mirnet.runtime import select_runtime
+    from mirnet.train import train_step
+
+    torch.manual_seed(0)
+    model = MIRNet(preset("ablation-1x1", **TINY_MODEL))
+    low, high = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    train_step(model, optimizer, low, high, select_runtime("cpu", "fp32"))
+    single = {name: p.grad for name, p in model.named_parameters()}
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_ddp_gradients, args=(r, 2, port, model.state_dict(), low, high, queue))
+             for r in range(2)]  # fmt: skip
+    for p in procs:
+        p.start()
+    averaged = queue.get(timeout=120)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for name, grad in single.items():
+        torch.testing.assert_close(torch.from_numpy(averaged[name]), grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_torchrun_two_cpu_processes_train_and_resume(data, tmp_path):
+    common = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+              "-m", "mirnet", "train"]  # fmt: skip
+    args = ["--data", str(data), "--out", str(tmp_path / "ddp"), "--preset", "ablation-1x1", "--model-config",
+            json.dumps(TINY_MODEL), "--val-pairs", "2", "--crop", "16", "--batch-size", "1", "--epochs", "2",
+            "--steps-per-epoch", "2", "--device", "cpu", "--precision", "fp32", "--max-steps", "3"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(common + args, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    assert state["step"] == 3 and len(state["samplers"]) == 2
+    assert state["samplers"][0] != state["samplers"][1]  # each process draws its own crops
+    config = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert config["world_size"] == 2
+    result = subprocess.run(common + ["--out", str(tmp_path / "ddp"), "--resume"], env=env, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 4
+    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
