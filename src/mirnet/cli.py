@@ -122,7 +122,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         methods.update(BASELINES)
     if not methods:
         raise ValueError("nothing to evaluate: give --model, --weights and/or --baselines")
-    columns = [c for c in ("autocontrast", args.label or "mirnet") if c in methods] or list(methods)[:2]
+    # The seeds' figure: input | autocontrast | MIRNet | ground truth (LIME stands in without a model).
+    label = args.label or "mirnet"
+    columns = [c for c in ("autocontrast", label if label in methods else "lime") if c in methods] or list(methods)[:2]
     result = evaluate(pairs, methods, keep_outputs=args.figure if args.out else 0, progress=not args.json)
     if args.out:
         written = result.write(args.out)

@@ -144,7 +144,7 @@ def comparison_figure(evaluation: Evaluation, pairs: list[Pair], columns: list[s
         raise ValueError("no image has outputs kept for every column (evaluate with keep_outputs > 0)")
     psnr_of = {(r["method"], r["image"]): r["psnr"] for r in evaluation.rows}
     cols = len(columns) + 1
-    fig, axes = plt.subplots(len(shown), cols, figsize=(3.2 * cols, 2.3 * len(shown)), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(len(shown), cols, figsize=(3.2 * cols, 2.3 * len(shown)), dpi=80, squeeze=False)
     for row, pair in zip(axes, shown):
         for ax, column in zip(row, columns):
             ax.imshow(evaluation.outputs[column][pair.stem])
