@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd modes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precisions", default="fp32,bf16,fp16", help="comma-separated subset to time")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -53,6 +54,7 @@ def main() -> None:
              Runtime(device, "bf16", True)]  # fmt: skip
     if device.type == "cuda":
         modes.append(Runtime(device, "fp16", True))
+    modes = [m for m in modes if m.precision in args.precisions.split(",")]
     print(f"hardware: {hardware_name(device)}; torch {torch.__version__}; CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; threads {torch.get_num_threads()}")  # fmt: skip
     print(f"model: {args.preset} channels={args.channels or 'preset'}; batch {args.batch} x {args.crop}x{args.crop}")

@@ -153,6 +153,13 @@ def test_safetensors_round_trip_keeps_config_metadata_and_function(tmp_path, sha
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
+def test_safetensors_saves_channels_last_models(tmp_path):
+    model = _perturbed(create_model("paper", channels=TINY)).to(memory_format=torch.channels_last)
+    mirnet.save_weights(model, tmp_path / "cl.safetensors")
+    assert _same_function(model, mirnet.load_weights(tmp_path / "cl.safetensors")) < 1e-5
+    assert model.conv_in.weight.is_contiguous(memory_format=torch.channels_last)  # the caller's model untouched
+
+
 def test_safetensors_errors(tmp_path):
     with pytest.raises(WeightsError, match="no such file"):
         mirnet.load_weights(tmp_path / "absent.safetensors")

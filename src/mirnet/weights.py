@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -29,6 +30,8 @@ def save_weights(model: MIRNet, path: str | Path, metadata: dict | None = None) 
     record = {**(metadata or {}), "config": model.config.to_dict()}
     # One JSON record under our own key: save_model adds header entries of its own for shared tensors.
     header = {"format": "mirnet", "mirnet": json.dumps(record)}
+    # A contiguous CPU copy (deepcopy keeps the sharing): safetensors cannot save channels_last tensors.
+    model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
     with atomic_output(path) as tmp:
         # save_model (unlike save_file) stores each shared tensor once.
         save_model(model, str(tmp), metadata=header)
