@@ -102,5 +102,5 @@ def test_evaluate_cli_errors(paired, tmp_path):
     result = run("--data", str(tmp_path / "absent"), "--baselines")
     assert result.returncode == 2 and "absent/low: no such folder" in result.stderr
     result = run("--data", str(paired), "--model", "no-such-model")
-    assert result.returncode == 2 and "no-such-model: neither a bundled model" in result.stderr
+    assert result.returncode == 2 and "no-such-model: neither a known model" in result.stderr
     assert "Traceback" not in result.stderr

@@ -140,10 +140,107 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tile(text: str) -> int | str | None:
+    if text in ("auto", "none", "0"):
+        return {"auto": "auto", "none": None, "0": None}[text]
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a tile size in pixels, auto or none, got {text!r}") from None
+    if value < 64:
+        raise argparse.ArgumentTypeError(f"tile must be at least 64 pixels, got {value}")
+    return value
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    from .enhance import Enhancer, enhance_files
+
+    model = args.weights or args.model
+    enhancer = Enhancer(model, device=args.device)
+    summary = enhance_files(args.inputs, args.output, enhancer, suffix=args.suffix, fmt=args.format,
+                            recursive=args.recursive, overwrite=args.overwrite, tile=args.tile,
+                            overlap=args.overlap, max_pixels=args.max_pixels, progress=not args.quiet)  # fmt: skip
+    print(f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed; outputs in {args.output}",
+          file=sys.stderr)  # fmt: skip
+    return 1 if summary.failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    import json
+
+    from .zoo import list_models, models_folder
+
+    models = list_models()
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    for entry in models:
+        config = entry.get("config", {})
+        flag = " (default)" if entry["default"] else ""
+        print(f"{entry['name']}{flag}  [{entry['kind']}]  {entry['path']}")
+        if "error" in entry:
+            print(f"    unusable: {entry['error']}")
+            continue
+        if entry.get("description"):
+            print(f"    {entry['description']}")
+        if config:
+            print(f"    {config['channels']} channels, {config['num_rrg']}x{config['num_mrb']} RRGxMRB, "
+                  f"{config['num_streams']} streams, {entry.get('parameters', '?')} parameters")  # fmt: skip
+        training = entry.get("training")
+        print(f"    trained: {training.get('summary', training) if training else 'NO (untrained placeholder)'}")
+        for name, scores in (entry.get("metrics") or {}).items():
+            print(f"    {name}: " + ", ".join(f"{k} {v}" for k, v in scores.items()))
+    print(f"installed models folder: {models_folder()} (drop mirnet .safetensors files there)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    output = run_demo(args.output, args.image, args.weights or args.model)
+    print(f"wrote {output}")
+    return 0
+
+
+def _pil_limit() -> int:
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirnet", description="Low-light image enhancement with MIRNet.")
     parser.add_argument("--version", action="version", version=f"mirnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("enhance", help="enhance photos: files, folders, globs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", default="enhanced", help="output folder (default ./enhanced)")
+    p.add_argument("--model", help="a bundled or installed model's name (default: the bundled default)")
+    p.add_argument("--weights", help="a .safetensors file of mirnet or an official .pth checkpoint")
+    p.add_argument("--tile", type=_tile, default="auto",
+                   help="tile size in pixels, or none for whole images (default auto: tiles above 1 MP)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels, blended (default 32)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--suffix", default="", help="appended to each output's stem, e.g. _enhanced")
+    p.add_argument("--format", choices=["png", "jpg", "webp"], help="output format (default: the input's)")
+    p.add_argument("--recursive", action="store_true", help="look into sub-folders too")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: skip them)")
+    p.add_argument("--max-pixels", type=int, default=_pil_limit(),
+                   help="refuse larger images, a guard against decompression bombs (default: Pillow's)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_enhance)
+
+    p = commands.add_parser("models", help="the bundled and installed models, with their metrics")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_models)
+
+    p = commands.add_parser("demo", help="enhance a sample (or IMAGE) and write a side-by-side picture")
+    p.add_argument("image", nargs="?", help="a photo to use instead of the drawn sample")
+    p.add_argument("-o", "--output", default="mirnet-demo.png", help="where to write it (default mirnet-demo.png)")
+    p.add_argument("--model", help="a bundled or installed model's name")
+    p.add_argument("--weights", help="a .safetensors file")
+    p.set_defaults(run=cmd_demo)
 
     p = commands.add_parser("presets", help="list the named configurations with their size and cost")
     p.add_argument("--channels", type=int, help="build every preset at this width instead")

@@ -1,13 +1,20 @@
-"""Pretrained models: those bundled in the package, described by data, and loading by name or path."""
+"""Pretrained models: those bundled in the package, described by data, and loading by name or path.
+
+Bundled weights live in mirnet/pretrained/ as safetensors files whose header carries the model's
+configuration, how it was trained and what it scored. Models of one's own can be installed by
+dropping a mirnet .safetensors file into the models folder ($MIRNET_HOME, else
+~/.local/share/mirnet/models); they are then known by their file's stem.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from .model import MIRNet
-from .weights import WeightsError, load_official_checkpoint, load_weights
+from .weights import WeightsError, load_official_checkpoint, load_weights, read_metadata
 
 
 @dataclass(frozen=True)
@@ -17,8 +24,14 @@ class BundledModel:
     description: str
 
 
-# Filled by the trained-model work; each entry is one safetensors file shipped in the package.
-BUNDLED: dict[str, BundledModel] = {}
+BUNDLED: dict[str, BundledModel] = {
+    model.name: model
+    for model in [
+        BundledModel("lol-compact", "lol-compact.safetensors",
+                     "compact MIRNet trained on LOL from scratch on a 2-core CPU (docs/models/lol-compact.md)"),  # fmt: skip
+    ]
+}
+DEFAULT_MODEL = "lol-compact"
 
 
 def bundled_path(name: str) -> Path:
@@ -26,15 +39,50 @@ def bundled_path(name: str) -> Path:
     return Path(str(resources.files("mirnet") / "pretrained" / entry.file))
 
 
-def load_model(name_or_path: str | Path) -> MIRNet:
-    """A model in eval mode: a bundled model's name, a mirnet .safetensors file, or an official .pth."""
-    text = str(name_or_path)
+def models_folder() -> Path:
+    """Where installed models are looked for: $MIRNET_HOME, else ~/.local/share/mirnet/models."""
+    home = os.environ.get("MIRNET_HOME")
+    return Path(home) if home else Path.home() / ".local" / "share" / "mirnet" / "models"
+
+
+def installed_models() -> dict[str, Path]:
+    folder = models_folder()
+    if not folder.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(folder.glob("*.safetensors")) if path.stem not in BUNDLED}
+
+
+def list_models() -> list[dict]:
+    """Every known model with where it lives and the record in its weights file (config, training, metrics)."""
+    entries = [(name, bundled_path(name), "bundled", BUNDLED[name].description) for name in BUNDLED]
+    entries += [(name, path, "installed", "") for name, path in installed_models().items()]
+    models = []
+    for name, path, kind, description in entries:
+        try:
+            record = read_metadata(path)
+        except WeightsError as error:
+            record = {"error": str(error)}
+        models.append({"name": name, "kind": kind, "path": str(path), "default": name == DEFAULT_MODEL,
+                       "description": description, **record})  # fmt: skip
+    return models
+
+
+def load_model(name_or_path: str | Path | None = None) -> MIRNet:
+    """A model in eval mode: the default (None), a bundled or installed model's name, a mirnet
+    .safetensors file, or an official MIRNet .pth checkpoint."""
+    text = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
     if text in BUNDLED:
-        return load_weights(bundled_path(text))
+        path = bundled_path(text)
+        if not path.exists():
+            raise WeightsError(f"{path}: the bundled model {text!r} is missing from this installation")
+        return load_weights(path)
+    installed = installed_models()
+    if text in installed:
+        return load_weights(installed[text])
     path = Path(text)
     if path.suffix == ".safetensors":
         return load_weights(path)
     if path.suffix in (".pth", ".pt", ".ckpt"):
         return load_official_checkpoint(path)
-    names = ", ".join(BUNDLED) or "none bundled yet"
-    raise WeightsError(f"{text}: neither a bundled model ({names}) nor a .safetensors or official .pth file")
+    names = ", ".join([*BUNDLED, *installed]) or "none"
+    raise WeightsError(f"{text}: neither a known model ({names}) nor a .safetensors or official .pth file")

@@ -1,0 +1,106 @@
+"""Inference speed and memory of `mirnet enhance`: seconds per megapixel and peak memory of the
+default model against the paper preset, for LOL-sized (0.24 MP), 2 MP and 12 MP images, in one run.
+
+Each (model, size) case runs in its own process so that its peak resident memory is its own. The
+paper preset on 2 MP and 12 MP would take tens of minutes on a laptop CPU; there it is timed on a few
+of its tiles and the time is extrapolated to all tiles (said so in the table).
+
+    .venv/bin/python scripts/bench_enhance.py [--sizes 400x600,1200x1680,3000x4000] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+SIZES = "400x600,1200x1680,3000x4000"
+
+
+def child(model_name: str, height: int, width: int, max_tiles: int | None, tile: str, device: str) -> dict:
+    import numpy as np
+    import torch
+
+    from mirnet import create_model
+    from mirnet.enhance import Enhancer, _starts, auto_tile
+
+    model = create_model("paper") if model_name == "paper" else None  # weights do not change the speed
+    enhancer = Enhancer(model, device=device) if model is not None else Enhancer(None, device=device)
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((height, width, 3)) * 60).astype(np.uint8)
+    enhancer.enhance_rgb(rgb[:64, :64])  # warm-up: first-call allocations and kernel selection
+    baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    chosen = auto_tile(height, width) if tile == "auto" else (None if tile == "none" else int(tile))
+    tiles = 1 if chosen is None else len(_starts(height, chosen, 32)) * len(_starts(width, chosen, 32))
+    if max_tiles is not None and tiles > max_tiles:
+        size = min(chosen, height), min(chosen, width)
+        x = torch.rand(1, 3, *size)
+        start = time.perf_counter()
+        for _ in range(max_tiles):
+            enhancer._run(x)
+        seconds = (time.perf_counter() - start) / max_tiles * tiles
+        note = f"extrapolated from {max_tiles} of {tiles} tiles"
+    else:
+        start = time.perf_counter()
+        enhancer.enhance_rgb(rgb, tile=chosen)
+        seconds = time.perf_counter() - start
+        note = f"{tiles} tile(s)" if chosen else "whole image"
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"model": model_name, "height": height, "width": width, "megapixels": height * width / 1e6,
+            "seconds": seconds, "s_per_mp": seconds / (height * width / 1e6), "peak_rss_mb": peak_mb,
+            "baseline_rss_mb": baseline_mb, "tile": chosen, "note": note,
+            "runtime": enhancer.runtime.describe()}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default=SIZES)
+    parser.add_argument("--models", default="default,paper")
+    parser.add_argument("--paper-max-tiles", type=int, default=2, help="time the paper preset on this many tiles")
+    parser.add_argument("--tile", default="auto")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        model, size, max_tiles = args.child.split(":")
+        height, width = (int(v) for v in size.split("x"))
+        print(json.dumps(child(model, height, width, int(max_tiles) or None, args.tile, args.device)))
+        return
+
+    rows = []
+    for size in args.sizes.split(","):
+        for model in args.models.split(","):
+            max_tiles = args.paper_max_tiles if model == "paper" else 0
+            cmd = [sys.executable, __file__, "--child", f"{model}:{size}:{max_tiles}", "--tile", args.tile,
+                   "--device", args.device]  # fmt: skip
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                sys.exit(f"{model} at {size} failed:\n{result.stderr[-2000:]}")
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            print(f"{r['model']:>8} {size:>10}: {r['s_per_mp']:8.2f} s/MP, peak {r['peak_rss_mb']:7.0f} MB "
+                  f"({r['note']})", flush=True)  # fmt: skip
+    runtime = rows[0]["runtime"]
+    print(f"\n{runtime['hardware']}, {runtime['threads']} threads, {runtime['precision']}"
+          f"{' + channels_last' if runtime['channels_last'] else ''}, torch {runtime['torch']}")  # fmt: skip
+    print("| size | MP | default s/MP | paper s/MP | speed-up | default peak MB | paper peak MB | memory ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for size in args.sizes.split(","):
+        h, w = (int(v) for v in size.split("x"))
+        case = {r["model"]: r for r in rows if (r["height"], r["width"]) == (h, w)}
+        if {"default", "paper"} <= case.keys():
+            d, p = case["default"], case["paper"]
+            print(f"| {w}x{h} | {d['megapixels']:.2f} | {d['s_per_mp']:.2f} | {p['s_per_mp']:.1f} | "
+                  f"x{p['s_per_mp'] / d['s_per_mp']:.0f} | {d['peak_rss_mb']:.0f} | {p['peak_rss_mb']:.0f} | "
+                  f"x{p['peak_rss_mb'] / d['peak_rss_mb']:.1f} |")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,412 @@
+"""Enhance photos: decode what Pillow reads, run the model (tile by tile when large), write back safely.
+
+The photo's look is kept apart from its pixels: EXIF orientation is applied before the model sees
+it, the alpha channel goes around the model and is put back, the ICC profile and the EXIF record
+are carried to the output, and grayscale stays grayscale.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import io
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from .files import atomic_output
+from .model import MIRNet
+from .runtime import Runtime, select_runtime
+
+DEFAULT_OVERLAP = 32
+# Above this many pixels the image is cut into tiles: bounds memory for any photo (a 12 MP photo
+# needs about 1 GB with the default model instead of several), at a small, measured seam cost.
+AUTO_TILE_PIXELS = 1024 * 1024
+AUTO_TILE = 512
+PIL_LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb guard (about 89.5 MP)
+FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+
+
+class ImageError(ValueError):
+    """An image that cannot be read or written; the message names the file and the problem."""
+
+
+# ---------------------------------------------------------------- decoding and encoding
+
+
+@dataclass
+class Photo:
+    """A decoded photo: RGB pixels for the model, plus what must survive around it."""
+
+    rgb: np.ndarray  # HxWx3 uint8, EXIF orientation applied
+    alpha: np.ndarray | None = None  # HxW uint8
+    grayscale: bool = False
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    format: str | None = None  # Pillow's name of the file's format (PNG, JPEG, ...)
+    notes: list[str] = field(default_factory=list)  # what was converted, for the user
+
+
+def decode(image: Image.Image) -> Photo:
+    """A Pillow image as a Photo: orientation applied, every mode brought to 8-bit RGB (+ alpha)."""
+    fmt = image.format
+    image = ImageOps.exif_transpose(image)  # also drops the orientation tag from its EXIF
+    icc = image.info.get("icc_profile")
+    exif = image.getexif()
+    photo = Photo(rgb=np.zeros((0, 0, 3), np.uint8), format=fmt, exif=exif.tobytes() if len(exif) else None)
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: keep the top 8 bits
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
+        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        photo.notes.append("16-bit input written as 8-bit")
+        mode = "L"
+    if mode == "CMYK":  # model works in RGB; a CMYK profile would be wrong on the RGB output
+        if icc:
+            with _quiet_cms():
+                image = ImageCms.profileToProfile(image, io.BytesIO(icc), ImageCms.createProfile("sRGB"),
+                                                  outputMode="RGB")  # fmt: skip
+        else:
+            image = image.convert("RGB")
+        icc = None
+        photo.notes.append("CMYK converted to sRGB")
+        mode = "RGB"
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("1", "L", "LA", "La"):
+        photo.grayscale = True
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        rgba = image.convert("RGBA")
+        photo.alpha = np.asarray(rgba)[..., 3].copy()
+        image = rgba
+    photo.rgb = np.ascontiguousarray(np.asarray(image.convert("RGB")))
+    photo.icc_profile = icc
+    return photo
+
+
+class _quiet_cms:
+    def __enter__(self):
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        return self._catch.__exit__(*exc)
+
+
+def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
+    """Open and fully decode an image file; ImageError (one line naming the file) on any problem."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder")
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path}: empty file")
+        limit = Image.MAX_IMAGE_PIXELS
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; here the limit is the limit.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            try:
+                with Image.open(path) as image:
+                    image.load()
+                    return decode(image)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: more pixels than the {max_pixels:,}-pixel limit that guards against "
+                         "decompression bombs (raise it with --max-pixels)") from None  # fmt: skip
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(f"{path}: corrupt or truncated image ({error})") from None
+
+
+def encode(photo: Photo, rgb: np.ndarray, fmt: str) -> tuple[Image.Image, dict]:
+    """The enhanced pixels as a Pillow image in the photo's mode family, with its save options."""
+    if photo.grayscale:
+        image = Image.fromarray(rgb, "RGB").convert("L")
+    else:
+        image = Image.fromarray(rgb, "RGB")
+    if photo.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
+        image.putalpha(Image.fromarray(photo.alpha, "L"))
+    options: dict = {}
+    if photo.icc_profile:
+        options["icc_profile"] = photo.icc_profile
+    if photo.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        options["exif"] = photo.exif
+    if fmt == "JPEG":
+        options.update(quality=95, subsampling=0)
+    elif fmt == "WEBP":
+        options.update(quality=95) if photo.format != "WEBP" else options.update(lossless=True)
+    return image, options
+
+
+def write_image(image: Image.Image, path: Path, fmt: str, options: dict) -> None:
+    """Write atomically: a kill at any moment leaves either no file or the whole file."""
+    try:
+        with atomic_output(path) as tmp:
+            image.save(tmp, format=fmt, **options)
+    except PermissionError:
+        raise ImageError(f"{path}: cannot write (permission denied)") from None
+    except FileNotFoundError:
+        raise ImageError(f"{path.parent}: output folder does not exist") from None
+    except OSError as error:
+        raise ImageError(f"{path}: cannot write ({error.strerror or error})") from None
+
+
+# ---------------------------------------------------------------- inference
+
+
+def _ramp(length: int, overlap: int, start: bool, end: bool) -> torch.Tensor:
+    """Blending weights along one axis: rising over the overlap at inner edges, never zero."""
+    weight = torch.ones(length)
+    if overlap > 0:
+        rise = torch.arange(1, overlap + 1, dtype=torch.float32) / (overlap + 1)
+        if start:
+            weight[:overlap] = rise
+        if end:
+            weight[-overlap:] = torch.minimum(weight[-overlap:], rise.flip(0))
+    return weight
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def auto_tile(height: int, width: int) -> int | None:
+    """The tile size used when none is given: whole-image inference up to AUTO_TILE_PIXELS."""
+    return None if height * width <= AUTO_TILE_PIXELS else AUTO_TILE
+
+
+class Enhancer:
+    """A model loaded once, with its runtime, enhancing image after image."""
+
+    def __init__(self, model: MIRNet | str | Path | None = None, device: str = "auto", precision: str = "auto"):
+        from .zoo import DEFAULT_MODEL, load_model
+
+        if not isinstance(model, MIRNet):
+            model = load_model(DEFAULT_MODEL if model is None else model)
+        self.runtime: Runtime = select_runtime(device, precision)
+        self.model = self.runtime.prepare(model.eval())
+
+    @torch.no_grad()
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        with self.runtime.autocast():
+            y = self.model(self.runtime.input(x))
+        return y.float().clamp_(0, 1).cpu()
+
+    def enhance_tensor(self, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+        """(1, 3, H, W) in [0, 1] to the same; tiles of tile x tile with blended overlaps when tile is set."""
+        _, _, height, width = x.shape
+        if tile is None or (tile >= height and tile >= width):
+            return self._run(x)
+        if tile <= 2 * overlap:
+            raise ValueError(f"tile ({tile}) must be more than twice the overlap ({overlap})")
+        out = torch.zeros(1, 3, height, width)
+        total = torch.zeros(1, 1, height, width)
+        ys, xs = _starts(height, tile, overlap), _starts(width, tile, overlap)
+        for top in ys:
+            for left in xs:
+                th, tw = min(tile, height), min(tile, width)
+                weight = torch.outer(_ramp(th, overlap, top > 0, top + th < height),
+                                     _ramp(tw, overlap, left > 0, left + tw < width))  # fmt: skip
+                result = self._run(x[:, :, top : top + th, left : left + tw])
+                out[:, :, top : top + th, left : left + tw] += result * weight
+                total[:, :, top : top + th, left : left + tw] += weight
+        return out / total
+
+    def enhance_rgb(self, rgb: np.ndarray, tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+        """HxWx3 uint8 to HxWx3 uint8."""
+        height, width = rgb.shape[:2]
+        if tile == "auto":
+            tile = auto_tile(height, width)
+        x = torch.tensor(rgb).permute(2, 0, 1)[None].float().div_(255)  # a copy: Pillow's arrays are read-only
+        y = self.enhance_tensor(x, tile, overlap)
+        return y[0].mul_(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_enhancer(model: str | None, device: str) -> Enhancer:
+    return Enhancer(model, device=device)
+
+
+def enhance(image, model: MIRNet | str | Path | None = None, tile: int | str | None = "auto",
+            overlap: int = DEFAULT_OVERLAP, device: str = "auto"):  # fmt: skip
+    """Enhance one image: a path or PIL image (returns a PIL image) or an HxWx3 / HxW NumPy array
+    (returns an array of the same shape and dtype; floats are taken in [0, 1]). Weights load once."""
+    enhancer = Enhancer(model, device=device) if isinstance(model, MIRNet) else _cached_enhancer(
+        None if model is None else str(model), device)  # fmt: skip
+    if isinstance(image, (str, Path)):
+        photo = read_photo(image)
+    elif isinstance(image, Image.Image):
+        photo = decode(image)
+    elif isinstance(image, np.ndarray):
+        return _enhance_array(enhancer, image, tile, overlap)
+    else:
+        raise TypeError(f"enhance() takes a path, a PIL image or a NumPy array, not {type(image).__name__}")
+    rgb = enhancer.enhance_rgb(photo.rgb, tile, overlap)
+    result, _ = encode(photo, rgb, "PNG")
+    if photo.icc_profile:
+        result.info["icc_profile"] = photo.icc_profile
+    return result
+
+
+def _enhance_array(enhancer: Enhancer, array: np.ndarray, tile, overlap) -> np.ndarray:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise ValueError(f"expected an HxWx3 or HxW array, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        x = torch.tensor(array).float().div_(255)
+    elif np.issubdtype(array.dtype, np.floating):  # no 8-bit rounding on the way in or out
+        x = torch.from_numpy(np.clip(array, 0, 1).astype(np.float32))
+    else:
+        raise ValueError(f"expected uint8 or float pixels, got {array.dtype}")
+    gray = array.ndim == 2
+    x = x[None, None].expand(1, 3, *x.shape).contiguous() if gray else x.permute(2, 0, 1)[None].contiguous()
+    if tile == "auto":
+        tile = auto_tile(*array.shape[:2])
+    y = enhancer.enhance_tensor(x, tile, overlap)[0].permute(1, 2, 0)
+    if gray:
+        y = y @ torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 luma, as Pillow's convert("L")
+    if array.dtype == np.uint8:
+        return y.mul(255).round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return y.numpy().astype(array.dtype)
+
+
+# ---------------------------------------------------------------- files and folders
+
+
+def _image_suffixes() -> set[str]:
+    return {suffix for suffix, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False) -> Iterator[tuple[Path, Path | None, str | None]]:
+    """(file, folder it was found under or None, error or None) for each input: files, folders, globs."""
+    suffixes = _image_suffixes()
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if not path.exists() and any(c in text for c in "*?["):
+            matches = sorted(glob.glob(text, recursive=recursive))
+            if not matches:
+                yield path, None, f"{text}: no file matches this pattern"
+            for match in matches:
+                if Path(match).is_file():
+                    yield Path(match), None, None
+            continue
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes
+                           and not p.name.startswith("."))  # fmt: skip
+            if not found:
+                yield path, None, f"{path}: no images in this folder" + ("" if recursive else " (try --recursive)")
+            for file in found:
+                yield file, path, None
+            continue
+        yield path, None, None  # a file, or a missing path that read_photo reports
+
+
+def output_path(file: Path, folder: Path | None, outdir: Path, suffix: str, fmt: str) -> Path:
+    relative = file.relative_to(folder).parent if folder is not None else Path()
+    return outdir / relative / f"{file.stem}{suffix}{_SUFFIX[fmt]}"
+
+
+def _output_format(photo: Photo, wanted: str | None) -> str:
+    if wanted:
+        return FORMATS[wanted.lower()]
+    return photo.format if photo.format in _SUFFIX else "PNG"
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+
+
+def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNet | str | Path | None = None, *,
+                  suffix: str = "", fmt: str | None = None, recursive: bool = False, overwrite: bool = False,
+                  tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP, device: str = "auto",
+                  max_pixels: int | None = PIL_LIMIT, progress: bool = True, report=None) -> Summary:  # fmt: skip
+    """Enhance many files into outdir; each failure is reported as one line and the batch goes on."""
+    outdir = Path(outdir)
+    summary = Summary()
+    jobs = list(collect_inputs(inputs, recursive))
+    originals = {p.resolve() for p, _, error in jobs if error is None and p.exists()}
+    enhancer: Enhancer | None = None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="image", dynamic_ncols=True, leave=False)
+
+    def say(message: str) -> None:
+        if report is not None:
+            report(message)
+        elif bar is not None:
+            bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    def fail(message: str) -> None:
+        summary.failed += 1
+        summary.errors.append(message)
+        say(f"error: {message}")
+
+    for file, folder, error in jobs:
+        try:
+            if error:
+                fail(error)
+                continue
+            photo = read_photo(file, max_pixels)
+            target = output_path(file, folder, outdir, suffix, _output_format(photo, fmt))
+            if target.resolve() in originals:
+                fail(f"{target}: would overwrite an input; choose another -o or a --suffix")
+                continue
+            if target.exists() and not overwrite:
+                summary.skipped += 1
+                say(f"skipped: {target} exists (--overwrite replaces it)")
+                continue
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise ImageError(f"{target.parent}: cannot create output folder ({err.strerror})") from None
+            if not os.access(target.parent, os.W_OK):
+                raise ImageError(f"{target.parent}: output folder is not writable")
+            if enhancer is None:
+                enhancer = model if isinstance(model, Enhancer) else Enhancer(model, device=device)
+            rgb = enhancer.enhance_rgb(photo.rgb, tile, overlap)
+            image, options = encode(photo, rgb, _output_format(photo, fmt))
+            write_image(image, target, _output_format(photo, fmt), options)
+            summary.done += 1
+            summary.outputs.append(target)
+        except ImageError as err:
+            fail(str(err))
+        finally:
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return summary
+
+
+__all__ = ["Enhancer", "ImageError", "Photo", "Summary", "decode", "enhance", "enhance_files", "read_photo"]

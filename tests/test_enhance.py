@@ -1,0 +1,279 @@
+"""`mirnet enhance` and mirnet.enhance(): any photo in, the same kind out, bad input reported, inputs untouched."""
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+import mirnet
+from mirnet.cli import main
+from mirnet.enhance import Enhancer, enhance, enhance_files, read_photo
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = mirnet.create_model("paper", channels=8, num_rrg=1, num_mrb=1, num_streams=2)
+    # Nudge the final convolution so the output differs visibly from the input.
+    with torch.no_grad():
+        model.conv_out.weight.add_(0.05)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    mirnet.save_weights(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def enhancer(tiny_weights) -> Enhancer:
+    return Enhancer(tiny_weights, device="cpu")
+
+
+def _photo(height=40, width=56, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((height, width, 3)) * 80).astype(np.uint8)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------- tiling
+
+
+def test_tile_covering_the_image_equals_whole_image_inference(enhancer):
+    x = torch.rand(1, 3, 45, 61)
+    assert torch.equal(enhancer.enhance_tensor(x, tile=None), enhancer.enhance_tensor(x, tile=64))
+
+
+def test_tiled_output_has_the_exact_size_and_small_seams(enhancer):
+    x = torch.rand(1, 3, 101, 133)
+    whole = enhancer.enhance_tensor(x)
+    tiled = enhancer.enhance_tensor(x, tile=64, overlap=16)
+    assert tiled.shape == whole.shape
+    assert 0 < (tiled - whole).abs().mean().item() < 0.05  # global pooling sees less: close, not equal
+
+
+def test_tile_must_exceed_twice_the_overlap(enhancer):
+    with pytest.raises(ValueError, match="twice the overlap"):
+        enhancer.enhance_tensor(torch.rand(1, 3, 80, 80), tile=64, overlap=32)
+
+
+# ---------------------------------------------------------------- the Python API's types
+
+
+def test_api_returns_the_kind_it_was_given(tiny_weights, tmp_path):
+    rgb = _photo()
+    out = enhance(rgb, model=tiny_weights, device="cpu")
+    assert out.shape == rgb.shape and out.dtype == np.uint8 and not np.array_equal(out, rgb)
+    as_float = enhance(rgb.astype(np.float32) / 255, model=tiny_weights, device="cpu")
+    assert as_float.dtype == np.float32 and np.abs(as_float * 255 - out).max() <= 1.0
+    gray = enhance(rgb[..., 0], model=tiny_weights, device="cpu")
+    assert gray.shape == rgb.shape[:2] and gray.dtype == np.uint8
+    pil = enhance(Image.fromarray(rgb), model=tiny_weights, device="cpu")
+    assert isinstance(pil, Image.Image) and pil.size == (rgb.shape[1], rgb.shape[0])
+    assert np.array_equal(np.asarray(pil), out)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    from_path = enhance(tmp_path / "a.png", model=tiny_weights, device="cpu")
+    assert np.array_equal(np.asarray(from_path), out)
+    with pytest.raises(ValueError, match="HxWx3"):
+        enhance(np.zeros((4, 4, 5), np.uint8), model=tiny_weights)
+    with pytest.raises(TypeError):
+        enhance(42, model=tiny_weights)
+
+
+def test_odd_sizes_come_back_exact(enhancer):
+    for height, width in [(1, 1), (3, 7), (33, 17)]:
+        assert enhancer.enhance_rgb(_photo(height, width)).shape == (height, width, 3)
+
+
+# ---------------------------------------------------------------- modes, orientation, metadata
+
+
+def test_exif_orientation_is_applied(enhancer, tmp_path):
+    rgb = _photo(30, 50)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=100)
+    photo = read_photo(tmp_path / "rotated.jpg")
+    assert photo.rgb.shape == (50, 30, 3)
+    summary = enhance_files([tmp_path / "rotated.jpg"], tmp_path / "out", enhancer, progress=False)
+    with Image.open(summary.outputs[0]) as out:
+        assert out.size == (30, 50)
+        assert out.getexif().get(0x0112) in (None, 1)  # not rotated a second time by viewers
+
+
+def test_alpha_is_kept_and_grayscale_stays_grayscale(enhancer, tmp_path):
+    rgb = _photo()
+    alpha = np.tile(np.linspace(0, 255, rgb.shape[1]).astype(np.uint8), (rgb.shape[0], 1))
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "alpha.png")
+    Image.fromarray(rgb[..., 1], "L").save(tmp_path / "gray.png")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "palette.png")
+    summary = enhance_files([tmp_path / "alpha.png", tmp_path / "gray.png", tmp_path / "palette.png"],
+                            tmp_path / "out", enhancer, progress=False)  # fmt: skip
+    assert summary.done == 3 and summary.failed == 0
+    with Image.open(tmp_path / "out" / "alpha.png") as out:
+        assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], alpha)
+    with Image.open(tmp_path / "out" / "gray.png") as out:
+        assert out.mode == "L"
+    with Image.open(tmp_path / "out" / "palette.png") as out:
+        assert out.mode == "RGB"
+
+
+def test_16bit_png_and_cmyk_jpeg_are_read(tmp_path):
+    deep = (np.linspace(0, 65535, 20 * 30).reshape(20, 30)).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    photo = read_photo(tmp_path / "deep.png")
+    assert photo.grayscale and photo.rgb.dtype == np.uint8 and photo.rgb.shape == (20, 30, 3)
+    assert photo.rgb[0, 0, 0] == 0 and photo.rgb[-1, -1, 0] == 255  # scaled, not clipped
+    Image.fromarray(_photo()).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    photo = read_photo(tmp_path / "cmyk.jpg")
+    assert photo.rgb.shape == (40, 56, 3) and photo.icc_profile is None
+
+
+def test_icc_profile_is_carried_to_the_output(enhancer, tmp_path):
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(_photo()).save(tmp_path / "tagged.png", icc_profile=profile)
+    Image.fromarray(_photo()).save(tmp_path / "tagged.jpg", icc_profile=profile)
+    summary = enhance_files([tmp_path / "tagged.png", tmp_path / "tagged.jpg"], tmp_path / "out", enhancer,
+                            progress=False)  # fmt: skip
+    assert summary.done == 2
+    for output in summary.outputs:
+        with Image.open(output) as out:
+            assert out.info.get("icc_profile") == profile
+
+
+def test_format_option_and_suffix(enhancer, tmp_path):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    summary = enhance_files([tmp_path / "a.png"], tmp_path, enhancer, suffix="_bright", fmt="jpg", progress=False)
+    assert summary.outputs == [tmp_path / "a_bright.jpg"]
+    with Image.open(tmp_path / "a_bright.jpg") as out:
+        assert out.format == "JPEG"
+
+
+# ---------------------------------------------------------------- folders, globs, safety
+
+
+def test_folders_globs_and_recursion_keep_the_tree(enhancer, tmp_path):
+    src = tmp_path / "photos"
+    (src / "trip").mkdir(parents=True)
+    Image.fromarray(_photo()).save(src / "a.png")
+    Image.fromarray(_photo()).save(src / "trip" / "b.webp", lossless=True)
+    (src / "notes.txt").write_text("not a photo")
+    before = _digest(src)
+    flat = enhance_files([src], tmp_path / "flat", enhancer, progress=False)
+    assert [p.name for p in flat.outputs] == ["a.png"]
+    deep = enhance_files([src], tmp_path / "deep", enhancer, recursive=True, progress=False)
+    assert sorted(str(p.relative_to(tmp_path / "deep")) for p in deep.outputs) == ["a.png", "trip/b.webp"]
+    globbed = enhance_files([str(src / "*.png")], tmp_path / "glob", enhancer, progress=False)
+    assert globbed.done == 1
+    assert _digest(src) == before
+
+
+def test_inputs_are_never_overwritten(enhancer, tmp_path):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    before = _digest(tmp_path)
+    summary = enhance_files([tmp_path / "a.png"], tmp_path, enhancer, overwrite=True, progress=False)
+    assert summary.failed == 1 and "would overwrite an input" in summary.errors[0]
+    assert _digest(tmp_path) == before
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(enhancer, tmp_path):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png").write_bytes(b"keep me")
+    summary = enhance_files([tmp_path / "a.png"], tmp_path / "out", enhancer, progress=False)
+    assert summary.skipped == 1 and (tmp_path / "out" / "a.png").read_bytes() == b"keep me"
+    summary = enhance_files([tmp_path / "a.png"], tmp_path / "out", enhancer, overwrite=True, progress=False)
+    assert summary.done == 1
+    with Image.open(tmp_path / "out" / "a.png") as out:
+        assert out.size == (56, 40)
+
+
+def _bad_inputs(folder: Path) -> dict[str, Path]:
+    folder.mkdir()
+    good = io.BytesIO()
+    Image.fromarray(_photo()).save(good, format="PNG")
+    cases = {
+        "truncated": (folder / "truncated.png", good.getvalue()[: len(good.getvalue()) // 2]),
+        "corrupt": (folder / "corrupt.jpg", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4),
+        "not an image": (folder / "notes.png", b"just some text, not pixels\n"),
+        "empty": (folder / "empty.png", b""),
+    }
+    for path, data in cases.values():
+        path.write_bytes(data)
+    paths = {name: path for name, (path, _) in cases.items()}
+    paths["missing"] = folder / "missing.png"
+    (folder / "no-images").mkdir()
+    paths["no images"] = folder / "no-images"
+    Image.new("L", (1500, 1000)).save(folder / "bomb.png")  # 1.5 MP: a "bomb" under a 1 MP limit
+    paths["bomb"] = folder / "bomb.png"
+    return paths
+
+
+def test_every_bad_input_is_one_line_and_the_batch_goes_on(tiny_weights, tmp_path, capsys):
+    bad = _bad_inputs(tmp_path / "in")
+    Image.fromarray(_photo()).save(tmp_path / "in" / "good.png")
+    before = _digest(tmp_path / "in")
+    inputs = [str(p) for p in bad.values()] + [str(tmp_path / "in" / "good.png")]
+    status = main(["enhance", *inputs, "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+                   "--device", "cpu", "--max-pixels", "1000000", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(bad)
+    expected = {"truncated": "corrupt or truncated", "corrupt": "", "not an image": "not an image",
+                "empty": "empty file", "missing": "no such file", "no images": "no images in this folder",
+                "bomb": "decompression bombs"}  # fmt: skip
+    for name, path in bad.items():
+        line = next((e for e in errors if str(path) in e), None)
+        assert line is not None, f"no error line for the {name} case"
+        assert expected[name] in line
+    assert "1 done, 0 skipped, 7 failed" in err
+    assert (tmp_path / "out" / "good.png").exists()
+    assert _digest(tmp_path / "in") == before
+    assert not list((tmp_path / "out").glob(".*.part"))  # nothing half-written left behind
+    # The flag raises the limit: the big image now goes through.
+    assert main(["enhance", str(bad["bomb"]), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+                 "--device", "cpu", "--max-pixels", "2000000", "--tile", "512", "-q"]) == 0  # fmt: skip
+
+
+def test_unwritable_output_folder_is_one_line(tiny_weights, tmp_path, capsys):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    (tmp_path / "blocked").write_text("a file where the output folder should be")
+    status = main(["enhance", str(tmp_path / "a.png"), "-o", str(tmp_path / "blocked" / "out"),
+                   "--weights", str(tiny_weights), "--device", "cpu", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err
+    assert any(line.startswith("error: ") and "output folder" in line for line in err.splitlines())
+
+
+def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    assert main(["enhance", str(tmp_path / "a.png"), "--model", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no-such-model" in err
+
+
+# ---------------------------------------------------------------- models and demo
+
+
+def test_models_lists_bundled_and_installed(tiny_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MIRNET_HOME", str(tmp_path))
+    (tmp_path / "mine.safetensors").write_bytes(tiny_weights.read_bytes())
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "mine" in out and "[installed]" in out
+    for name in mirnet.zoo.BUNDLED:
+        assert name in out
+    assert mirnet.load_model("mine").config.channels == 8
+
+
+def test_demo_writes_a_side_by_side_picture(tiny_weights, tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "demo.png"), "--weights", str(tiny_weights)]) == 0
+    with Image.open(tmp_path / "demo.png") as image:
+        assert image.width == 3 * 600 and image.height > 400
+    assert str(tmp_path / "demo.png") in capsys.readouterr().out
