@@ -25,7 +25,7 @@ def child(model_name: str, height: int, width: int, max_tiles: int | None, tile:
     import torch
 
     from mirnet import create_model
-    from mirnet.enhance import Enhancer, _starts, auto_tile
+    from mirnet.enhance import CONTEXT_PIXELS, Enhancer, _starts, auto_tile
 
     model = create_model("paper") if model_name == "paper" else None  # weights do not change the speed
     enhancer = Enhancer(model, device=device) if model is not None else Enhancer(None, device=device)
@@ -41,8 +41,10 @@ def child(model_name: str, height: int, width: int, max_tiles: int | None, tile:
         start = time.perf_counter()
         for _ in range(max_tiles):
             enhancer._run(x)
-        seconds = (time.perf_counter() - start) / max_tiles * tiles
-        note = f"extrapolated from {max_tiles} of {tiles} tiles"
+        per_pixel = (time.perf_counter() - start) / max_tiles / (size[0] * size[1])
+        # Plus the global-context pass over the image downscaled to CONTEXT_PIXELS, at the same rate.
+        seconds = per_pixel * (tiles * size[0] * size[1] + min(CONTEXT_PIXELS, height * width))
+        note = f"extrapolated from {max_tiles} of {tiles} tiles + context pass"
     else:
         start = time.perf_counter()
         enhancer.enhance_rgb(rgb, tile=chosen)

@@ -52,7 +52,7 @@ def main() -> None:
     figure_eval = evaluate(pairs[:4], {"autocontrast": BASELINES["autocontrast"], "mirnet": model_method(model, runtime)},
                            keep_outputs=4, progress=False)  # fmt: skip
     comparison_figure(figure_eval, pairs[:4], ["input", "autocontrast", "mirnet"], out / "comparison.png", images=4)
-    means = result.means()[0]
+    means = next(m for m in result.means() if m["method"] == "mirnet")
 
     params = count_parameters(model)
     macs = count_macs(model, 400, 600)
@@ -71,7 +71,8 @@ def main() -> None:
     check = load_weights(target)
     x = torch.rand(1, 3, 32, 48)
     with torch.no_grad():
-        assert torch.equal(check(x), model(x)), "shipped weights do not reproduce the run's model"
+        # channels_last (left by evaluation) vs contiguous layout: equal up to float rounding
+        assert torch.allclose(check(x), model(x), atol=1e-5), "shipped weights do not reproduce the run's model"
 
     rows = "\n".join(
         f"| {r['epoch']} | {r['step']} | {r['train_loss']:.4f} | {r['val_loss']:.4f} | {r['val_psnr']:.2f} | "

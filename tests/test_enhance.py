@@ -48,12 +48,20 @@ def test_tile_covering_the_image_equals_whole_image_inference(enhancer):
     assert torch.equal(enhancer.enhance_tensor(x, tile=None), enhancer.enhance_tensor(x, tile=64))
 
 
-def test_tiled_output_has_the_exact_size_and_small_seams(enhancer):
-    x = torch.rand(1, 3, 101, 133)
+def test_tiles_with_the_global_context_match_the_whole_image():
+    enhancer = Enhancer(None, device="cpu")  # the trained default: its exposure depends on the whole image
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 101, 133) * 0.3
+    x[:, :, :, :60] *= 0.2  # a dark and a bright half: a tile alone would see another image
     whole = enhancer.enhance_tensor(x)
-    tiled = enhancer.enhance_tensor(x, tile=64, overlap=16)
-    assert tiled.shape == whole.shape
-    assert 0 < (tiled - whole).abs().mean().item() < 0.05  # global pooling sees less: close, not equal
+    shared = enhancer.enhance_tensor(x, tile=64, overlap=16)  # context pass over the whole image
+    alone = enhancer.enhance_tensor(x, tile=64, overlap=16, context_pixels=None)
+    assert shared.shape == alone.shape == whole.shape
+    shared_error, alone_error = (shared - whole).abs().mean().item(), (alone - whole).abs().mean().item()
+    assert shared_error < 0.01 and shared_error < alone_error / 2
+    # A downscaled context (as large photos get) still beats none.
+    small = enhancer.enhance_tensor(x, tile=64, overlap=16, context_pixels=2000)
+    assert (small - whole).abs().mean().item() < alone_error
 
 
 def test_tile_must_exceed_twice_the_overlap(enhancer):

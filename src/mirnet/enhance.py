@@ -22,14 +22,16 @@ import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .files import atomic_output
-from .model import MIRNet
+from .model import GlobalPool, MIRNet
 from .runtime import Runtime, select_runtime
 
 DEFAULT_OVERLAP = 32
-# Above this many pixels the image is cut into tiles: bounds memory for any photo (a 12 MP photo
-# needs about 1 GB with the default model instead of several), at a small, measured seam cost.
+# Above this many pixels the image is cut into tiles, which bounds memory for any photo.
 AUTO_TILE_PIXELS = 1024 * 1024
 AUTO_TILE = 512
+# Tiles share one global context (the pooled values of a pass over the whole image, downscaled to
+# at most this many pixels): without it each tile picks its own exposure, and seams show.
+CONTEXT_PIXELS = 1024 * 1024
 PIL_LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb guard (about 89.5 MP)
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
@@ -71,7 +73,8 @@ def decode(image: Image.Image) -> Photo:
         mode = "L"
     if mode == "CMYK":  # model works in RGB; a CMYK profile would be wrong on the RGB output
         if icc:
-            with _quiet_cms():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # littlecms's notes on rendering intents
                 image = ImageCms.profileToProfile(image, io.BytesIO(icc), ImageCms.createProfile("sRGB"),
                                                   outputMode="RGB")  # fmt: skip
         else:
@@ -91,16 +94,6 @@ def decode(image: Image.Image) -> Photo:
     photo.rgb = np.ascontiguousarray(np.asarray(image.convert("RGB")))
     photo.icc_profile = icc
     return photo
-
-
-class _quiet_cms:
-    def __enter__(self):
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc):
-        return self._catch.__exit__(*exc)
 
 
 def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
@@ -213,13 +206,49 @@ class Enhancer:
             y = self.model(self.runtime.input(x))
         return y.float().clamp_(0, 1).cpu()
 
-    def enhance_tensor(self, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
-        """(1, 3, H, W) in [0, 1] to the same; tiles of tile x tile with blended overlaps when tile is set."""
+    def _global_context(self, x: torch.Tensor, max_pixels: int) -> dict[GlobalPool, list[torch.Tensor]]:
+        """Every GlobalPool's outputs, in call order, on the whole image (area-downscaled to max_pixels)."""
+        height, width = x.shape[2:]
+        scale = min(1.0, (max_pixels / (height * width)) ** 0.5)
+        if scale < 1.0:
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            x = torch.nn.functional.interpolate(x, size=size, mode="area")
+        recorded: dict[GlobalPool, list[torch.Tensor]] = {}
+        pools = [m for m in self.model.modules() if isinstance(m, GlobalPool)]
+        hooks = [p.register_forward_hook(lambda m, _, out: recorded.setdefault(m, []).append(out)) for p in pools]
+        try:
+            self._run(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return recorded
+
+    def _run_with_context(self, x: torch.Tensor, context: dict[GlobalPool, list[torch.Tensor]]) -> torch.Tensor:
+        calls: dict[GlobalPool, int] = {}
+
+        def replay(module, _, out):
+            # A shared module is called several times per pass: replay its values in call order.
+            index = calls.get(module, 0)
+            calls[module] = index + 1
+            return context[module][index]
+
+        hooks = [m.register_forward_hook(replay) for m in context]
+        try:
+            return self._run(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    def enhance_tensor(self, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                       context_pixels: int | None = CONTEXT_PIXELS) -> torch.Tensor:  # fmt: skip
+        """(1, 3, H, W) in [0, 1] to the same; tiles of tile x tile with blended overlaps when tile is
+        set, all with the whole image's global context (context_pixels=None: each tile its own)."""
         _, _, height, width = x.shape
         if tile is None or (tile >= height and tile >= width):
             return self._run(x)
         if tile <= 2 * overlap:
             raise ValueError(f"tile ({tile}) must be more than twice the overlap ({overlap})")
+        context = self._global_context(x, context_pixels) if context_pixels else None
         out = torch.zeros(1, 3, height, width)
         total = torch.zeros(1, 1, height, width)
         ys, xs = _starts(height, tile, overlap), _starts(width, tile, overlap)
@@ -228,7 +257,8 @@ class Enhancer:
                 th, tw = min(tile, height), min(tile, width)
                 weight = torch.outer(_ramp(th, overlap, top > 0, top + th < height),
                                      _ramp(tw, overlap, left > 0, left + tw < width))  # fmt: skip
-                result = self._run(x[:, :, top : top + th, left : left + tw])
+                crop = x[:, :, top : top + th, left : left + tw]
+                result = self._run(crop) if context is None else self._run_with_context(crop, context)
                 out[:, :, top : top + th, left : left + tw] += result * weight
                 total[:, :, top : top + th, left : left + tw] += weight
         return out / total
@@ -239,8 +269,12 @@ class Enhancer:
         if tile == "auto":
             tile = auto_tile(height, width)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float().div_(255)  # a copy: Pillow's arrays are read-only
-        y = self.enhance_tensor(x, tile, overlap)
-        return y[0].mul_(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        return _to_uint8(self.enhance_tensor(x, tile, overlap))
+
+
+def _to_uint8(y: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] to HxWx3 uint8."""
+    return y[0].mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
 @functools.lru_cache(maxsize=4)
@@ -378,7 +412,8 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNe
                 fail(error)
                 continue
             photo = read_photo(file, max_pixels)
-            target = output_path(file, folder, outdir, suffix, _output_format(photo, fmt))
+            out_format = _output_format(photo, fmt)
+            target = output_path(file, folder, outdir, suffix, out_format)
             if target.resolve() in originals:
                 fail(f"{target}: would overwrite an input; choose another -o or a --suffix")
                 continue
@@ -395,8 +430,8 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNe
             if enhancer is None:
                 enhancer = model if isinstance(model, Enhancer) else Enhancer(model, device=device)
             rgb = enhancer.enhance_rgb(photo.rgb, tile, overlap)
-            image, options = encode(photo, rgb, _output_format(photo, fmt))
-            write_image(image, target, _output_format(photo, fmt), options)
+            image, options = encode(photo, rgb, out_format)
+            write_image(image, target, out_format, options)
             summary.done += 1
             summary.outputs.append(target)
         except ImageError as err:

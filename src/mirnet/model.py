@@ -18,6 +18,17 @@ def conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
 
 
+class GlobalPool(nn.Module):
+    """Global average pooling to one value per channel: MIRNet's only view of the whole image.
+
+    Its own module so that tiled inference can hand every tile the whole image's pooled values
+    (mirnet.enhance records them on a context pass and replays them).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 class SpatialAttention(nn.Module):
     """Spatial gate: a 5x5 conv over the channel-wise max and mean, squashed by a sigmoid."""
 
@@ -38,9 +49,10 @@ class ChannelAttention(nn.Module):
         hidden = max(channels // reduction, 1)  # max(): tiny test widths below `reduction` channels
         self.squeeze = conv(channels, hidden, 1)
         self.excite = conv(hidden, channels, 1)
+        self.pool = GlobalPool()
 
     def forward(self, x: Tensor) -> Tensor:
-        descriptor = x.mean(dim=(2, 3), keepdim=True)
+        descriptor = self.pool(x)
         return x * torch.sigmoid(self.excite(F.relu(self.squeeze(descriptor))))
 
 
@@ -72,10 +84,11 @@ class SKFF(nn.Module):
         hidden = max(channels // reduction, 4)
         self.squeeze = nn.Sequential(conv(channels, hidden, 1), nn.PReLU())
         self.select = nn.ModuleList(conv(hidden, channels, 1) for _ in range(num_inputs))
+        self.pool = GlobalPool()
 
     def forward(self, inputs: list[Tensor]) -> Tensor:
         stacked = torch.stack(inputs, dim=1)  # (B, streams, C, H, W)
-        descriptor = self.squeeze(stacked.sum(dim=1).mean(dim=(2, 3), keepdim=True))
+        descriptor = self.squeeze(self.pool(stacked.sum(dim=1)))
         logits = torch.stack([select(descriptor) for select in self.select], dim=1)  # (B, streams, C, 1, 1)
         return (stacked * torch.softmax(logits, dim=1)).sum(dim=1)
 

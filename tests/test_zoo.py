@@ -1,0 +1,37 @@
+"""The bundled default model: present in the package, described by its record, and it brightens."""
+
+import numpy as np
+import pytest
+
+import mirnet
+from mirnet.weights import WeightsError, read_metadata
+from mirnet.zoo import BUNDLED, DEFAULT_MODEL, bundled_path
+
+
+def test_every_bundled_model_ships_with_its_record():
+    assert DEFAULT_MODEL in BUNDLED
+    for name in BUNDLED:
+        record = read_metadata(bundled_path(name))
+        model = mirnet.load_model(name)
+        assert record["parameters"] == mirnet.count_parameters(model)
+        scores = record["metrics"]["eval15"]
+        assert 0 < scores["psnr"] < 40 and 0 < scores["ssim"] <= 1
+        assert record["training"]["command"].startswith("./run.sh train")
+        assert bundled_path(name).stat().st_size < 8_000_000  # a few MB at most
+
+
+def test_default_model_is_the_compact_preset_and_brightens_a_dark_image():
+    model = mirnet.load_model()
+    assert model.config == mirnet.preset("compact")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:64] / 64
+    scene = np.stack([0.5 + 0.4 * np.sin(6 * xx + k) * np.cos(4 * yy) for k in range(3)], axis=-1)
+    dark = (scene * 0.08 * 255 + rng.normal(0, 1.5, scene.shape)).clip(0, 255).astype(np.uint8)
+    out = mirnet.enhance(dark, device="cpu")
+    assert out.shape == dark.shape
+    assert out.mean() > 4 * dark.mean()  # a trained model lifts the exposure a lot
+
+
+def test_unknown_model_name():
+    with pytest.raises(WeightsError, match="neither a known model"):
+        mirnet.load_model("no-such-model")
