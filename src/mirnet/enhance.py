@@ -117,6 +117,8 @@ def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
                     return decode(image)
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
+    except ImageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{path}: more pixels than the {max_pixels:,}-pixel limit that guards against "
                          "decompression bombs (raise it with --max-pixels)") from None  # fmt: skip
