@@ -141,8 +141,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _tile(text: str) -> int | str | None:
-    if text in ("auto", "none", "0"):
-        return {"auto": "auto", "none": None, "0": None}[text]
+    if text == "auto":
+        return "auto"
+    if text in ("none", "0"):
+        return None
     try:
         value = int(text)
     except ValueError:
@@ -187,7 +189,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"    {config['channels']} channels, {config['num_rrg']}x{config['num_mrb']} RRGxMRB, "
                   f"{config['num_streams']} streams, {entry.get('parameters', '?')} parameters")  # fmt: skip
         training = entry.get("training")
-        print(f"    trained: {training.get('summary', training) if training else 'NO (untrained placeholder)'}")
+        if training:
+            print(f"    trained: {training.get('summary', training)}")
+        else:  # e.g. a converted official checkpoint: say where it came from, or that nothing is known
+            print(f"    source: {entry.get('source', 'no training record (possibly untrained)')}")
         for name, scores in (entry.get("metrics") or {}).items():
             print(f"    {name}: " + ", ".join(f"{k} {v}" for k, v in scores.items()))
     print(f"installed models folder: {models_folder()} (drop mirnet .safetensors files there)")
