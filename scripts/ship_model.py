@@ -100,7 +100,7 @@ laptop-class CPU. Shipped in the package as `src/mirnet/pretrained/{args.name}.s
 
 | | |
 | --- | --- |
-| data | LOL `our485`, split `{train['split']}` ({len(config['train_pairs'])} training pairs, {len(config['val_pairs'])} held out by scene; validation on the first {train['val_limit'] or len(config['val_pairs'])}) |
+| data | LOL `our485`, split `{train['split']}` ({len(config['train_pairs'])} training pairs, {train['val_pairs']} held out by scene; validation on the first {train['val_limit'] or len(config['val_pairs'])}) |
 | recipe | Charbonnier loss, Adam lr {train['lr']:g}, {train['schedule']} schedule{f" with {train['warmup_steps']} warm-up steps" if train['schedule'] == 'cosine' else ''}, batch {train['batch_size']} x {train['crop']}x{train['crop']} crops{', 8 flips/rotations' if train['augment'] else ''} |
 | steps | {last['step']} ({train['epochs']} epochs of {train['steps_per_epoch']} steps) |
 | wall time | {last['time'] / 60:.1f} min (validation included) |
@@ -119,7 +119,7 @@ Per-epoch record (validation PSNR on held-out our485 scenes, never eval15):
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-![validation PSNR](../../docs/models/{args.name}/psnr.png)
+![validation PSNR]({args.name}/psnr.png)
 
 ## LOL eval15 (scored once, after selection on validation)
 
@@ -128,12 +128,12 @@ Per-epoch record (validation PSNR on held-out our485 scenes, never eval15):
 Mean: **PSNR {means['psnr']:.2f} dB, SSIM {means['ssim']:.4f}** (GT-mean PSNR {means['gt_mean_psnr']:.2f} dB).
 
 {per_image}
-![input | autocontrast | mirnet | ground truth](../../docs/models/{args.name}/comparison.png)
+![input | autocontrast | mirnet | ground truth]({args.name}/comparison.png)
 
 Reproduce the scores (`{', '.join(p.name for p in written)}` in `docs/models/{args.name}/`):
 
 ```bash
-./run.sh evaluate --data ../shared/data/LOL/eval15 --model {args.name} --label mirnet --out docs/models/{args.name}
+./run.sh evaluate --data ../shared/data/LOL/eval15 --model {args.name} --label mirnet --out runs/eval15-{args.name}
 ```
 """
     import shutil
