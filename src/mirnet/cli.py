@@ -9,6 +9,7 @@ from pathlib import Path
 from . import __version__
 from .config import PRESETS, MIRNetConfig, preset
 from .data import DataError
+from .export import ExportError
 from .weights import WeightsError
 
 
@@ -158,13 +159,60 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     from .enhance import Enhancer, enhance_files
 
     model = args.weights or args.model
-    enhancer = Enhancer(model, device=args.device)
+    if args.backend == "onnx":
+        from .exported import onnx_enhancer
+
+        enhancer = onnx_enhancer(model)
+        args.tile = None if args.tile == "auto" else args.tile
+    else:
+        enhancer = Enhancer(model, device=args.device)
     summary = enhance_files(args.inputs, args.output, enhancer, suffix=args.suffix, fmt=args.format,
                             recursive=args.recursive, overwrite=args.overwrite, tile=args.tile,
                             overlap=args.overlap, max_pixels=args.max_pixels, progress=not args.quiet)  # fmt: skip
     print(f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed; outputs in {args.output}",
           file=sys.stderr)  # fmt: skip
     return 1 if summary.failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from . import export
+    from .zoo import load_model
+
+    source = args.weights or args.model or ("lol-micro" if args.format == "micro" else None)
+    model = load_model(source)
+    output = Path(args.output)
+    if args.format == "onnx":
+        export.export_onnx(model, output)
+        print(f"wrote {output} ({output.stat().st_size:,} bytes): input 'low' 1x3xHxW float in [0, 1], any H, W")
+        return 0
+    calibration = None
+    if args.int8 or args.format == "micro":
+        size = (args.tile, args.tile) if args.format == "micro" else (args.height, args.width)
+        if args.calibration:
+            calibration = export.calibration_tiles(args.calibration, *size, count=args.calibration_count)
+        else:
+            calibration = export.sample_calibration_tiles(*size, count=args.calibration_count)
+            print("calibrating int8 ranges on the drawn sample scene; --calibration FOLDER (e.g. LOL/our485) "
+                  "uses real photos", file=sys.stderr)  # fmt: skip
+    if args.format == "tflite":
+        export.export_tflite(model, output, args.height, args.width, calibration)
+        kind = "int8" if calibration is not None else "float32"
+        print(f"wrote {output} ({output.stat().st_size:,} bytes): {kind}, input 1x{args.height}x{args.width}x3 NHWC")
+        return 0
+    report = export.export_micro(model, output, calibration, tile=args.tile, overlap=args.overlap,
+                                 name=Path(str(source or "mirnet")).stem.replace("-", "_"))  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    fast, slow = report["ms_per_qcif_frame_estimate"]
+    print(f"wrote {output}/: int8 model {report['model_bytes']:,} bytes, tensor arena {report['arena_bytes']:,} "
+          f"bytes measured in TFLite Micro ({report['arena_bytes_in_sketch']:,} in the sketch), "
+          f"{report['tiles_per_qcif_frame']} tiles of {args.tile}x{args.tile} per QCIF frame, "
+          f"{report['macs_per_qcif_frame'] / 1e6:.0f} M MACs per frame, about {fast / 1e3:.1f}-{slow / 1e3:.1f} s "
+          f"per frame on a Cortex-M4F at 64 MHz ({report['estimate_assumptions']})")  # fmt: skip
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -233,8 +281,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: skip them)")
     p.add_argument("--max-pixels", type=int, default=_pil_limit(),
                    help="refuse larger images, a guard against decompression bombs (default: Pillow's)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run an ONNX export (--weights FILE.onnx, or the model exported on the fly) "
+                        "through onnxruntime, whole images only")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_enhance)
+
+    p = commands.add_parser("export", help="ONNX, TensorFlow Lite (float32/int8), or a TFLite Micro sketch")
+    p.add_argument("format", choices=["onnx", "tflite", "micro"])
+    p.add_argument("-o", "--output", required=True, help="a file (onnx, tflite) or a folder (micro)")
+    p.add_argument("--model", help="a bundled or installed model's name (default: the default; lol-micro for micro)")
+    p.add_argument("--weights", help="a .safetensors file of mirnet or an official .pth checkpoint")
+    p.add_argument("--height", type=int, default=400, help="tflite input height (default 400)")
+    p.add_argument("--width", type=int, default=600, help="tflite input width (default 600)")
+    p.add_argument("--int8", action="store_true", help="tflite: full-integer int8 (int8 input and output)")
+    p.add_argument("--calibration", help="int8 ranges from crops of these images (a folder, or a paired folder's low/)")
+    p.add_argument("--calibration-count", type=int, default=64, help="calibration crops (default 64)")
+    p.add_argument("--tile", type=int, default=32, help="micro: tile size in pixels (default 32)")
+    p.add_argument("--overlap", type=int, default=8, help="micro: tile overlap in the sketch (default 8)")
+    p.add_argument("--json", action="store_true", help="micro: print the report as JSON")
+    p.set_defaults(run=cmd_export)
 
     p = commands.add_parser("models", help="the bundled and installed models, with their metrics")
     p.add_argument("--json", action="store_true")
@@ -314,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `mirnet presets | head`
         sys.stderr.close()
         return 0
-    except (WeightsError, DataError, ValueError, OSError) as error:
+    except (WeightsError, DataError, ValueError, OSError, ExportError) as error:
         print(f"mirnet: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -58,6 +58,9 @@ PRESETS: dict[str, MIRNetConfig] = {
     # The most validation PSNR per CPU-minute among the candidates of scripts/compact_search.py
     # that are 50x cheaper than the paper preset; the bundled default model (docs/models/lol-compact.md).
     "compact": PAPER.replace(channels=16, num_rrg=1, num_mrb=1),
+    # For microcontrollers (mirnet export micro): every concept kept (DAUs, SKFF, residual resizing,
+    # two streams) at a width whose int8 activations of a 32x32 tile fit a 160 KB tensor arena.
+    "micro": PAPER.replace(channels=8, num_rrg=1, num_mrb=1, num_streams=2),
 }
 
 

@@ -1,0 +1,293 @@
+"""Export a MIRNet to ONNX, TensorFlow Lite (float32 or full-integer int8) and TensorFlow Lite Micro.
+
+Needs the `export` extra (`pip install "mirnet[export]"`). ONNX graphs take any height and width.
+TFLite graphs have one static input shape, NHWC, and are built by TensorFlow's converter from
+`mirnet.tf_graph`, a TensorFlow twin of `mirnet.deploy.deployable` (the same network in operations
+that int8 kernels support).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .deploy import deployable
+from .files import atomic_output
+from .model import MIRNet
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be done; the message says why and what to do."""
+
+
+def _require(module: str, what: str):
+    import importlib
+
+    # TensorFlow and the converters log to stderr from C++ unless told before they load.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExportError(f"{what} needs the export extra: pip install 'mirnet[export]' (missing {module})") from None
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+class _AnySize(nn.Module):
+    """MIRNet for export at any size: reflection-pads to the stream multiple without a branch, crops back."""
+
+    def __init__(self, net: MIRNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[2], x.shape[3]
+        m = self.net.size_multiple
+        x = F.pad(x, (0, (m - width % m) % m, 0, (m - height % m) % m), mode="reflect")
+        net = self.net
+        restored = x + net.conv_out(net.rrgs(net.conv_in(x)))
+        return restored[:, :, :height, :width].clamp(0.0, 1.0)
+
+
+def export_onnx(model: MIRNet, path: str | Path, opset: int = 18) -> Path:
+    """Write `model` as one ONNX file: input "low" (1, 3, H, W) float32 in [0, 1], any H, W >= 4;
+    output "enhanced", same shape, clamped to [0, 1]."""
+    _require("onnx", "ONNX export")
+    _require("onnxscript", "ONNX export")
+    path = Path(path)
+    graph = _AnySize(model.float().cpu().eval()).eval()
+    m = model.size_multiple
+    sample = torch.rand(1, 3, 8 * m + 1, 12 * m + 3)  # sizes off the multiple, so the pad is traced
+    height, width = torch.export.Dim("height", min=m, max=16384), torch.export.Dim("width", min=m, max=16384)
+    with torch.no_grad(), _quiet(), atomic_output(path) as tmp:
+        program = torch.onnx.export(graph, (sample,), input_names=["low"], output_names=["enhanced"],
+                                    dynamic_shapes={"x": {2: height, 3: width}}, opset_version=opset,
+                                    external_data=False, dynamo=True, verbose=False)  # fmt: skip
+        program.save(str(tmp))
+    _set_onnx_metadata(path, model)
+    return path
+
+
+def _set_onnx_metadata(path: Path, model: MIRNet) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in (("mirnet_config", json.dumps(model.config.to_dict())), ("range", "[0, 1]"), ("layout", "NCHW")):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    with atomic_output(path) as tmp:
+        onnx.save(proto, str(tmp))
+
+
+# ---------------------------------------------------------------- TensorFlow Lite
+
+
+def calibration_tiles(folder: str | Path, height: int, width: int, count: int = 64, seed: int = 0) -> list[np.ndarray]:
+    """`count` random HxWx3 float32 crops in [0, 1] of the images in folder (or folder/low), for int8 ranges."""
+    from .data import IMAGE_SUFFIXES, read_rgb
+
+    folder = Path(folder)
+    if (folder / "low").is_dir():
+        folder = folder / "low"
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not files:
+        raise ExportError(f"{folder}: no images to calibrate int8 ranges with")
+    rng = np.random.default_rng(seed)
+    tiles = []
+    for i in range(count):
+        image = read_rgb(files[i % len(files)] if count <= len(files) else files[rng.integers(len(files))])
+        if image.shape[0] < height or image.shape[1] < width:
+            image = np.asarray(Image.fromarray(image).resize((max(width, image.shape[1]), max(height, image.shape[0]))))
+        top = rng.integers(image.shape[0] - height + 1)
+        left = rng.integers(image.shape[1] - width + 1)
+        tiles.append(image[top : top + height, left : left + width].astype(np.float32) / 255.0)
+    return tiles
+
+
+def sample_calibration_tiles(height: int, width: int, count: int = 64, seed: int = 0) -> list[np.ndarray]:
+    """Calibration crops of the drawn low-light sample scene (mirnet.demo), when no photos are given."""
+    from .demo import sample_scene
+
+    rng = np.random.default_rng(seed)
+    low, _ = sample_scene(max(400, height), max(600, width), seed=seed)
+    tiles = []
+    for _ in range(count):
+        top, left = rng.integers(low.shape[0] - height + 1), rng.integers(low.shape[1] - width + 1)
+        tiles.append(low[top : top + height, left : left + width].astype(np.float32) / 255.0)
+    return tiles
+
+
+def convert_tflite(model: MIRNet, height: int, width: int, calibration: Iterable[np.ndarray] | None = None) -> bytes:
+    """A static-shape NHWC TFLite flatbuffer of `model`: float32, or full-integer int8 (int8 input and
+    output, int8 weights and activations) when calibration tiles (HxWx3 float32 in [0, 1]) are given."""
+    _require("tensorflow", "TFLite export")
+    from .tf_graph import tflite_flatbuffer
+
+    m = model.size_multiple
+    if height % m or width % m:
+        raise ExportError(f"TFLite input size must be a multiple of {m} for this model, got {height}x{width}")
+    representative = None
+    if calibration is not None:
+        representative = [np.asarray(t, np.float32)[None] for t in calibration]
+        if not representative:
+            raise ExportError("int8 export needs at least one calibration tile")
+        if representative[0].shape != (1, height, width, 3):
+            raise ExportError(f"calibration tiles must be {height}x{width}x3, got {representative[0].shape[1:]}")
+    with _quiet(), silenced_output():
+        return tflite_flatbuffer(deployable(model), height, width, representative)
+
+
+def export_tflite(model: MIRNet, path: str | Path, height: int = 400, width: int = 600,
+                  calibration: Iterable[np.ndarray] | None = None) -> Path:  # fmt: skip
+    """Write a .tflite of `model` for HxW NHWC input; int8 when calibration tiles are given."""
+    path = Path(path)
+    flat = convert_tflite(model, height, width, calibration)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(flat)
+    return path
+
+
+class _quiet:
+    """Silence the converters' Python warnings and log chatter (absl, TF, torch.export)."""
+
+    def __enter__(self):
+        import logging
+        import warnings
+
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+        self._levels = {}
+        for name in ("torch.onnx", "torch.export", "torch._export", "absl", "tensorflow", "jax"):
+            logger = logging.getLogger(name)
+            self._levels[name] = logger.level
+            logger.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._warnings.__exit__(*exc)
+        return False
+
+
+# ---------------------------------------------------------------- TensorFlow Lite Micro
+
+MICRO_TILE = 32  # pixels: a 32x32 tile of the micro preset fits a 160 KB arena (larger ones do not)
+MICRO_OVERLAP = 8
+QCIF = (144, 176)  # the OV7675's frame (height, width) used by the sketch
+# Cortex-M4F throughput assumed for the time estimate: CMSIS-NN int8 convolutions reach about one
+# MAC per cycle with the dual 16-bit MAC (SMLAD) on wide layers; MIRNet's 8-16 channel layers,
+# attention and resizing keep it lower, so the estimate takes 0.5 MAC/cycle (0.25 for a pessimistic bound).
+M4_HZ = 64e6
+M4_MACS_PER_CYCLE = (0.5, 0.25)
+# TFLite Micro's Python interpreter runs reference kernels; CMSIS-NN asks for scratch buffers on top.
+ARENA_MARGIN = 4096
+
+_RESOLVER = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "PADV2": "AddPadV2",
+             "RESIZE_BILINEAR": "AddResizeBilinear", "DEPTH_TO_SPACE": "AddDepthToSpace"}  # fmt: skip
+
+
+def tflite_ops(flat: bytes) -> list[str]:
+    """The builtin operator names a .tflite flatbuffer uses, in the order of its operator codes."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.ModelT.InitFromPackedBuf(flat, 0)
+    return [names[max(code.builtinCode, code.deprecatedBuiltinCode)] for code in model.operatorCodes]
+
+
+def _resolver_method(op: str) -> str:
+    return _RESOLVER.get(op) or "Add" + "".join(part.capitalize() for part in op.split("_"))
+
+
+def tile_starts_count(length: int, tile: int, overlap: int) -> int:
+    from .enhance import _starts
+
+    return len(_starts(length, tile, overlap))
+
+
+def c_array(flat: bytes, name: str) -> str:
+    """A C header holding `flat` as an aligned const array (flash on a microcontroller)."""
+    lines = [", ".join(f"0x{b:02x}" for b in flat[i : i + 16]) for i in range(0, len(flat), 16)]
+    body = ",\n  ".join(lines)
+    return (f"// Generated by mirnet export micro. {len(flat)} bytes.\n#pragma once\n\n"
+            f"alignas(16) const unsigned char {name}[] = {{\n  {body}\n}};\n"
+            f"const unsigned int {name}_len = {len(flat)};\n")  # fmt: skip
+
+
+def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.ndarray], tile: int = MICRO_TILE,
+                 overlap: int = MICRO_OVERLAP, name: str = "mirnet") -> dict:  # fmt: skip
+    """Write an int8 model for TensorFlow Lite Micro and an Arduino sketch that runs it tile by tile on
+    camera frames; return (and write as micro.json) its sizes, measured arena and time estimate."""
+    from importlib.resources import files
+
+    from .exported import arena_size
+    from .model import count_macs, count_parameters
+
+    folder = Path(folder)
+    flat = convert_tflite(model, tile, tile, calibration)
+    arena = arena_size(flat)
+    ops = tflite_ops(flat)
+    macs_tile = count_macs(model, tile, tile)
+    tiles = tile_starts_count(QCIF[0], tile, overlap) * tile_starts_count(QCIF[1], tile, overlap)
+    macs_frame = macs_tile * tiles
+    keep = 2 * (tile * QCIF[1] + tile * tile)
+    report = {
+        "model": name, "parameters": count_parameters(model), "config": model.config.to_dict(),
+        "tile": [tile, tile], "overlap": overlap, "model_bytes": len(flat), "arena_bytes": arena,
+        "arena_bytes_in_sketch": arena + ARENA_MARGIN, "ops": ops,
+        "macs_per_tile": macs_tile, "tiles_per_qcif_frame": tiles, "macs_per_qcif_frame": macs_frame,
+        "ms_per_qcif_frame_estimate": [round(macs_frame / (rate * M4_HZ) * 1e3) for rate in M4_MACS_PER_CYCLE],
+        "estimate_assumptions": f"Cortex-M4F at {M4_HZ / 1e6:.0f} MHz, {M4_MACS_PER_CYCLE[0]} MAC/cycle "
+                                f"({M4_MACS_PER_CYCLE[1]} pessimistic), convolution MACs only",
+        "ram_bytes": {"arena": arena + ARENA_MARGIN, "frame_rgb565": 2 * QCIF[0] * QCIF[1], "overlap_keep": keep},
+    }  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    sketch = folder / f"{name}_micro"
+    sketch.mkdir(exist_ok=True)
+    template = files("mirnet").joinpath("micro/mirnet_micro.ino.in").read_text()
+    resolver = "\n".join(f"  resolver.{_resolver_method(op)}();" for op in ops)
+    source = (template.replace("@MODEL@", name).replace("@ARENA@", str(arena + ARENA_MARGIN))
+              .replace("@TILE_H@", str(tile)).replace("@TILE_W@", str(tile)).replace("@OVERLAP@", str(overlap))
+              .replace("@KEEP@", f"{keep:,}").replace("@NUM_OPS@", str(len(ops))).replace("@RESOLVER@", resolver))  # fmt: skip
+    outputs = {folder / f"{name}_int8.tflite": flat, sketch / "mirnet_model_data.h": c_array(flat, "g_mirnet_model"),
+               sketch / f"{name}_micro.ino": source, folder / "micro.json": json.dumps(report, indent=2) + "\n"}  # fmt: skip
+    for path, content in outputs.items():
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(content) if isinstance(content, bytes) else tmp.write_text(content)
+    return report
+
+
+@contextlib.contextmanager
+def silenced_output():
+    """Mute the C-level stdout and stderr (TFLite Micro prints on every interpreter it makes and on
+    every failed allocation; the TFLite converter prints its statistics)."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)

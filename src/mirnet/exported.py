@@ -1,0 +1,185 @@
+"""Run exported models: ONNX through onnxruntime, .tflite through the LiteRT interpreter, and int8
+micro models through the TensorFlow Lite Micro interpreter (its reference kernels), tile by tile.
+
+Images are HxWx3 float32 arrays in [0, 1] throughout; int8 models are (de)quantized at the edges
+with the scale and zero point stored in the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .enhance import DEFAULT_OVERLAP, Enhancer, _starts
+from .export import ExportError, _require, silenced_output
+
+
+class OnnxEnhancer(Enhancer):
+    """An Enhancer whose network is an ONNX file run by onnxruntime; whole images only (an ONNX graph
+    has no hook to share a whole image's global context between tiles)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        ort = _require("onnxruntime", "the onnx backend")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ExportError(f"{path}: not a usable ONNX model ({str(error).splitlines()[0]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.session.run(None, {self.input_name: x.float().numpy()})[0]
+        return torch.from_numpy(y).clamp_(0, 1)
+
+    def enhance_tensor(self, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                       context_pixels: int | None = None) -> torch.Tensor:  # fmt: skip
+        if tile is not None and (tile < x.shape[2] or tile < x.shape[3]):
+            raise ExportError("the onnx backend enhances whole images; leave --tile out")
+        return self._run(x)
+
+    def enhance_rgb(self, rgb: np.ndarray, tile=None, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+        return super().enhance_rgb(rgb, None if tile == "auto" else tile, overlap)
+
+
+def onnx_enhancer(model: str | Path | None = None) -> OnnxEnhancer:
+    """An OnnxEnhancer for an .onnx file, or for a model name/weights file exported once to a cache
+    (beside the installed models, keyed by the weights' content) and reused."""
+    import hashlib
+
+    from .export import export_onnx
+    from .zoo import load_model, models_folder
+
+    if model is not None and str(model).lower().endswith(".onnx"):
+        if not Path(model).is_file():
+            raise ExportError(f"{model}: no such file")
+        return OnnxEnhancer(model)
+    net = load_model(model)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    cached = models_folder() / "onnx" / f"{digest.hexdigest()[:16]}.onnx"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(net, cached)
+    return OnnxEnhancer(cached)
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["scale"], detail["zero"]
+    if detail["dtype"] == np.float32:
+        return x.astype(np.float32)
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return q.astype(np.float32)
+    return (q.astype(np.float32) - detail["zero"]) * detail["scale"]
+
+
+class TFLiteModel:
+    """A static-shape .tflite model in the LiteRT interpreter: one 1xHxWx3 tile in, one out."""
+
+    def __init__(self, model: bytes | str | Path, threads: int = 2):
+        _require("ai_edge_litert", "running .tflite models")
+        from ai_edge_litert.interpreter import Interpreter
+
+        flat = model if isinstance(model, bytes) else Path(model).read_bytes()
+        self.interpreter = Interpreter(model_content=flat, num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input, self.output = (self._detail(d) for d in (self.interpreter.get_input_details()[0],
+                                                              self.interpreter.get_output_details()[0]))  # fmt: skip
+
+    @staticmethod
+    def _detail(d: dict) -> dict:
+        scale, zero = d["quantization"]
+        return {"index": d["index"], "shape": tuple(d["shape"]), "dtype": d["dtype"], "scale": scale, "zero": zero}
+
+    @property
+    def tile(self) -> tuple[int, int]:
+        return self.input["shape"][1], self.input["shape"][2]
+
+    def __call__(self, tile: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self.input["index"], _quantize(tile[None], self.input))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self.output["index"])[0], self.output)
+
+
+class MicroModel:
+    """An int8 .tflite model in the TensorFlow Lite Micro interpreter with a tensor arena of arena_size bytes."""
+
+    def __init__(self, model: bytes | str | Path, arena_size: int):
+        runtime = _require("tflite_micro", "running TFLite Micro models").runtime
+        flat = model if isinstance(model, bytes) else Path(model).read_bytes()
+        with silenced_output():
+            self.interpreter = runtime.Interpreter.from_bytes(flat, arena_size=arena_size)
+        self.input = self._detail(self.interpreter.get_input_details(0))
+        self.output = self._detail(self.interpreter.get_output_details(0))
+
+    @staticmethod
+    def _detail(d: dict) -> dict:
+        q = d["quantization_parameters"]
+        scale = float(q["scales"][0]) if len(q["scales"]) else 0.0
+        zero = int(q["zero_points"][0]) if len(q["zero_points"]) else 0
+        return {"shape": tuple(d["shape"]), "dtype": d["dtype"], "scale": scale, "zero": zero}
+
+    @property
+    def tile(self) -> tuple[int, int]:
+        return self.input["shape"][1], self.input["shape"][2]
+
+    def __call__(self, tile: np.ndarray) -> np.ndarray:
+        self.interpreter.set_input(_quantize(tile[None], self.input), 0)
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_output(0)[0], self.output)
+
+
+def arena_size(model: bytes, low: int = 1024, high: int = 4 * 1024 * 1024, step: int = 256) -> int:
+    """The smallest tensor arena (to `step` bytes) in which TFLite Micro allocates the model, by bisection."""
+    runtime = _require("tflite_micro", "measuring the TFLite Micro arena").runtime
+
+    def fits(size: int) -> bool:
+        try:
+            with silenced_output():
+                runtime.Interpreter.from_bytes(model, arena_size=size)
+            return True
+        except RuntimeError:
+            return False
+
+    if not fits(high):
+        raise ExportError(f"TFLite Micro cannot allocate this model even in {high} bytes (an unsupported op?)")
+    while high - low > step:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
+
+
+def _rising(length: int, overlap: int, rising: bool) -> np.ndarray:
+    weight = np.ones(length, np.float32)
+    if rising and overlap > 0:
+        weight[:overlap] = np.arange(1, overlap + 1, dtype=np.float32) / (overlap + 1)
+    return weight
+
+
+def run_tiled(model, image: np.ndarray, overlap: int = 8) -> np.ndarray:
+    """Enhance an HxWx3 [0, 1] image with a fixed-tile-size model as the Arduino sketch does: tiles in
+    raster order, each blended over what earlier tiles wrote (old * (1 - w) + new * w, w rising
+    across the overlap on the sides shared with earlier tiles), always fed the original pixels."""
+    th, tw = model.tile
+    height, width = image.shape[:2]
+    if height < th or width < tw:
+        raise ValueError(f"image {width}x{height} is smaller than the model's {tw}x{th} tile")
+    if min(th, tw) <= 2 * overlap:
+        raise ValueError(f"tile {tw}x{th} must be more than twice the overlap ({overlap})")
+    out = np.zeros((height, width, 3), np.float32)
+    for i, top in enumerate(_starts(height, th, overlap)):
+        for j, left in enumerate(_starts(width, tw, overlap)):
+            w = np.outer(_rising(th, overlap, i > 0), _rising(tw, overlap, j > 0))[..., None]
+            region = out[top : top + th, left : left + tw]
+            region[:] = region * (1 - w) + model(image[top : top + th, left : left + tw]) * w
+    return np.clip(out, 0.0, 1.0)

@@ -1,0 +1,234 @@
+"""Deployment: the converter-friendly rewrite, ONNX, TFLite float32/int8, TFLite Micro and the sketch."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mirnet
+from mirnet.deploy import PhaseUpsample, deployable
+
+
+def tiny(seed: int = 0, **overrides) -> mirnet.MIRNet:
+    """A tiny random model whose PReLU slopes cover all three rewrites (0..1, above 1, negative)."""
+    torch.manual_seed(seed)
+    config = dict(channels=8, num_rrg=1, num_mrb=1, num_streams=2) | overrides
+    model = mirnet.create_model("paper", **config).eval()
+    slopes = iter([0.2, 1.4, -0.3] * 50)
+    for name, p in model.named_parameters():
+        if p.numel() == 1:
+            p.data.fill_(next(slopes))
+    return model
+
+
+def torch_nhwc(model, image: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        y = model(torch.from_numpy(image).permute(2, 0, 1)[None]).clamp(0, 1)
+    return y[0].permute(1, 2, 0).numpy()
+
+
+def dark_tiles(count: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.random((height, width, 3)) * 0.3).astype(np.float32) for _ in range(count)]
+
+
+# ---------------------------------------------------------------- the rewrite (no extra needed)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"num_streams": 3, "share_weights": False}, {"num_rrg": 2, "daus_per_stream": 3}])
+def test_deployable_computes_the_same_function(overrides):
+    model = tiny(**overrides)
+    x = torch.rand(1, 3, 36, 44)
+    with torch.no_grad():
+        assert (deployable(model)(x) - model(x).clamp(0, 1)).abs().max() < 1e-5
+
+
+def test_deployable_keeps_shared_modules_shared():
+    model = tiny()
+    net = deployable(model).net
+    assert net.rrgs[0].mrbs[0].daus[0][0].act is net.rrgs[0].mrbs[0].daus[1][0].act  # one PReLU everywhere
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in net.parameters())  # phases: 4x2x2 vs 3x3
+
+
+def test_phase_upsample_equals_the_transposed_convolution():
+    transposed = torch.nn.ConvTranspose2d(5, 3, 3, stride=2, padding=1, output_padding=1, bias=False)
+    x = torch.randn(2, 5, 7, 6)
+    with torch.no_grad():
+        assert (PhaseUpsample(transposed)(x) - transposed(x)).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="rewrites"):
+        PhaseUpsample(torch.nn.ConvTranspose2d(5, 3, 2, stride=2, bias=False))
+
+
+# ---------------------------------------------------------------- ONNX
+
+onnx_needed = pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
+    reason="needs the export extra",
+)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    from mirnet.export import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_onnx(tiny(num_streams=3), path)
+    return path
+
+
+@onnx_needed
+@pytest.mark.parametrize("size", [(32, 48), (37, 53), (64, 21)])
+def test_onnx_matches_torch_at_any_size(onnx_file, size):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).random((1, 3, *size), dtype=np.float32)
+    y = session.run(None, {"low": x})[0]
+    with torch.no_grad():
+        expected = tiny(num_streams=3)(torch.from_numpy(x)).clamp(0, 1).numpy()
+    assert y.shape == expected.shape
+    assert np.abs(y - expected).max() < 1e-4
+
+
+@onnx_needed
+def test_onnx_carries_its_configuration(onnx_file):
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}
+    assert json.loads(meta["mirnet_config"])["num_streams"] == 3
+
+
+@onnx_needed
+def test_enhance_with_the_onnx_backend(onnx_file, tmp_path):
+    rgb = (np.random.default_rng(2).random((40, 52, 3)) * 60).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "dark.png")
+    result = subprocess.run([sys.executable, "-m", "mirnet", "enhance", str(tmp_path / "dark.png"), "-o",
+                             str(tmp_path / "out"), "--backend", "onnx", "--weights", str(onnx_file), "-q"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = np.asarray(Image.open(tmp_path / "out" / "dark.png"))
+    expected = np.round(torch_nhwc(tiny(num_streams=3), rgb.astype(np.float32) / 255) * 255)
+    assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+@onnx_needed
+def test_onnx_backend_refuses_a_missing_file(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mirnet", "enhance", "x.png", "--backend", "onnx",
+                             "--weights", str(tmp_path / "nope.onnx")], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "nope.onnx: no such file" in result.stderr
+
+
+# ---------------------------------------------------------------- TFLite and TFLite Micro
+
+tflite_needed = pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(m) is None for m in ("tensorflow", "ai_edge_litert", "tflite_micro")),
+    reason="needs the export extra",
+)
+
+
+@pytest.fixture(scope="module")
+def tflite_models():
+    from mirnet.export import convert_tflite
+
+    model = tiny()
+    return model, convert_tflite(model, 32, 32), convert_tflite(model, 32, 32, dark_tiles(8, 32, 32))
+
+
+@tflite_needed
+def test_tflite_float32_matches_torch(tflite_models):
+    from mirnet.exported import TFLiteModel
+
+    model, flat, _ = tflite_models
+    runner = TFLiteModel(flat)
+    assert runner.tile == (32, 32) and runner.input["dtype"] == np.float32
+    x = dark_tiles(1, 32, 32, seed=5)[0]
+    assert np.abs(runner(x) - torch_nhwc(model, x)).max() < 1e-4
+
+
+@tflite_needed
+def test_tflite_int8_is_full_integer_and_close_to_float(tflite_models):
+    from mirnet.export import tflite_ops
+    from mirnet.exported import TFLiteModel
+
+    model, _, quantized = tflite_models
+    runner = TFLiteModel(quantized)
+    assert runner.input["dtype"] == np.int8 and runner.output["dtype"] == np.int8
+    assert not {"QUANTIZE", "DEQUANTIZE", "PRELU", "REDUCE_MAX", "EXP"} & set(tflite_ops(quantized))
+    x = dark_tiles(1, 32, 32, seed=5)[0]
+    error = np.abs(runner(x) - torch_nhwc(model, x))
+    assert error.mean() < 0.01 and error.max() < 0.08
+
+
+@tflite_needed
+def test_micro_arena_is_the_smallest_that_allocates(tflite_models):
+    from mirnet.exported import MicroModel, TFLiteModel, arena_size
+
+    _, _, quantized = tflite_models
+    arena = arena_size(quantized)
+    with pytest.raises(RuntimeError):
+        MicroModel(quantized, arena - 1024)
+    micro = MicroModel(quantized, arena)
+    x = dark_tiles(1, 32, 32, seed=6)[0]
+    # TFLM's reference kernels and LiteRT's optimized ones round a few steps differently.
+    assert np.abs(micro(x) - TFLiteModel(quantized)(x)).max() < 0.03
+
+
+class Echo:
+    """A fake tile model: returns its tile brightened, so every output pixel has one right value."""
+
+    tile = (16, 24)
+
+    def __call__(self, tile):
+        return np.clip(tile * 2, 0, 1)
+
+
+def test_tiled_blending_gives_each_pixel_its_value():
+    from mirnet.exported import run_tiled
+
+    image = np.random.default_rng(3).random((50, 61, 3)).astype(np.float32) * 0.5
+    assert np.abs(run_tiled(Echo(), image, overlap=4) - image * 2).max() < 1e-5
+    with pytest.raises(ValueError, match="smaller than"):
+        run_tiled(Echo(), image[:10], overlap=4)
+
+
+@tflite_needed
+def test_export_micro_writes_model_header_sketch_and_report(tmp_path):
+    from mirnet.export import export_micro
+    from mirnet.exported import TFLiteModel
+
+    model = tiny()
+    report = export_micro(model, tmp_path / "micro", dark_tiles(4, 32, 32), name="tiny")
+    flat = (tmp_path / "micro" / "tiny_int8.tflite").read_bytes()
+    assert TFLiteModel(flat).tile == (32, 32) and len(flat) == report["model_bytes"]
+    header = (tmp_path / "micro" / "tiny_micro" / "mirnet_model_data.h").read_text()
+    assert f"g_mirnet_model_len = {len(flat)};" in header and header.count("0x") == len(flat)
+    sketch = (tmp_path / "micro" / "tiny_micro" / "tiny_micro.ino").read_text()
+    assert f"kArenaSize = {report['arena_bytes'] + 4096};" in sketch and "@" not in sketch
+    assert sketch.count("resolver.Add") == len(report["ops"]) == len(set(report["ops"]))
+    saved = json.loads((tmp_path / "micro" / "micro.json").read_text())
+    assert saved["tiles_per_qcif_frame"] == 6 * 7 and saved["macs_per_tile"] == mirnet.count_macs(model, 32, 32)
+
+
+@tflite_needed
+def test_export_cli(tmp_path):
+    weights = tmp_path / "tiny.safetensors"
+    mirnet.save_weights(tiny(), weights)
+    out = tmp_path / "tiny.tflite"
+    run = [sys.executable, "-m", "mirnet", "export"]
+    result = subprocess.run(run + ["tflite", "--weights", str(weights), "-o", str(out), "--height", "32", "--width", "40"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "float32" in result.stdout and out.stat().st_size > 10_000
+    result = subprocess.run(run + ["tflite", "--weights", str(weights), "-o", str(out), "--int8", "--calibration",
+                                   str(tmp_path / "missing")], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "missing: no images to calibrate" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    result = subprocess.run(run + ["tflite", "--weights", str(weights), "-o", str(out), "--height", "31"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "multiple of 2" in result.stderr
