@@ -28,7 +28,12 @@ def child(model_name: str, height: int, width: int, max_tiles: int | None, tile:
     from mirnet.enhance import CONTEXT_PIXELS, Enhancer, _starts, auto_tile
 
     model = create_model("paper") if model_name == "paper" else None  # weights do not change the speed
-    enhancer = Enhancer(model, device=device) if model is not None else Enhancer(None, device=device)
+    if model_name == "onnx":  # the default model exported to ONNX, in onnxruntime: whole images only
+        from mirnet.exported import onnx_enhancer
+
+        enhancer, tile = onnx_enhancer(None), "none"
+    else:
+        enhancer = Enhancer(model, device=device) if model is not None else Enhancer(None, device=device)
     rng = np.random.default_rng(0)
     rgb = (rng.random((height, width, 3)) * 60).astype(np.uint8)
     enhancer.enhance_rgb(rgb[:64, :64])  # warm-up: first-call allocations and kernel selection
@@ -54,7 +59,7 @@ def child(model_name: str, height: int, width: int, max_tiles: int | None, tile:
     return {"model": model_name, "height": height, "width": width, "megapixels": height * width / 1e6,
             "seconds": seconds, "s_per_mp": seconds / (height * width / 1e6), "peak_rss_mb": peak_mb,
             "baseline_rss_mb": baseline_mb, "tile": chosen, "note": note,
-            "runtime": enhancer.runtime.describe()}  # fmt: skip
+            "runtime": enhancer.runtime.describe() if hasattr(enhancer, "runtime") else {"backend": "onnxruntime"}}  # fmt: skip
 
 
 def main() -> None:
@@ -86,11 +91,12 @@ def main() -> None:
             r = rows[-1]
             print(f"{r['model']:>8} {size:>10}: {r['s_per_mp']:8.2f} s/MP, peak {r['peak_rss_mb']:7.0f} MB "
                   f"({r['note']})", flush=True)  # fmt: skip
-    runtime = rows[0]["runtime"]
+    runtime = next(r["runtime"] for r in rows if "hardware" in r["runtime"])
     print(f"\n{runtime['hardware']}, {runtime['threads']} threads, {runtime['precision']}"
           f"{' + channels_last' if runtime['channels_last'] else ''}, torch {runtime['torch']}")  # fmt: skip
     print("| size | MP | default s/MP | paper s/MP | speed-up | default peak MB | paper peak MB | memory ratio |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    onnx_rows = []
     for size in args.sizes.split(","):
         h, w = (int(v) for v in size.split("x"))
         case = {r["model"]: r for r in rows if (r["height"], r["width"]) == (h, w)}
@@ -99,6 +105,14 @@ def main() -> None:
             print(f"| {w}x{h} | {d['megapixels']:.2f} | {d['s_per_mp']:.2f} | {p['s_per_mp']:.1f} | "
                   f"x{p['s_per_mp'] / d['s_per_mp']:.0f} | {d['peak_rss_mb']:.0f} | {p['peak_rss_mb']:.0f} | "
                   f"x{p['peak_rss_mb'] / d['peak_rss_mb']:.1f} |")  # fmt: skip
+        if {"default", "onnx"} <= case.keys():
+            d, o = case["default"], case["onnx"]
+            onnx_rows.append(f"| {w}x{h} | {d['s_per_mp']:.2f} | {o['s_per_mp']:.2f} | x{d['s_per_mp'] / o['s_per_mp']:.2f} "
+                             f"| {d['peak_rss_mb']:.0f} | {o['peak_rss_mb']:.0f} |")  # fmt: skip
+    if onnx_rows:
+        print("\n| size | default, torch s/MP | default, onnxruntime s/MP | onnxruntime speed-up | torch peak MB "
+              "| onnxruntime peak MB |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+        print("\n".join(onnx_rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -260,13 +260,19 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
     folder.mkdir(parents=True, exist_ok=True)
     sketch = folder / f"{name}_micro"
     sketch.mkdir(exist_ok=True)
-    template = files("mirnet").joinpath("micro/mirnet_micro.ino.in").read_text()
     resolver = "\n".join(f"  resolver.{_resolver_method(op)}();" for op in ops)
-    source = (template.replace("@MODEL@", name).replace("@ARENA@", str(arena + ARENA_MARGIN))
-              .replace("@TILE_H@", str(tile)).replace("@TILE_W@", str(tile)).replace("@OVERLAP@", str(overlap))
-              .replace("@KEEP@", f"{keep:,}").replace("@NUM_OPS@", str(len(ops))).replace("@RESOLVER@", resolver))  # fmt: skip
+    values = {"@MODEL@": name, "@ARENA@": str(arena + ARENA_MARGIN), "@TILE_H@": str(tile), "@TILE_W@": str(tile),
+              "@OVERLAP@": str(overlap), "@KEEP@": f"{keep:,}", "@NUM_OPS@": str(len(ops)), "@RESOLVER@": resolver}  # fmt: skip
+
+    def render(template: str) -> str:
+        text = files("mirnet").joinpath(f"micro/{template}.in").read_text()
+        for key, value in values.items():
+            text = text.replace(key, value)
+        return text
+
     outputs = {folder / f"{name}_int8.tflite": flat, sketch / "mirnet_model_data.h": c_array(flat, "g_mirnet_model"),
-               sketch / f"{name}_micro.ino": source, folder / "micro.json": json.dumps(report, indent=2) + "\n"}  # fmt: skip
+               sketch / f"{name}_micro.ino": render("mirnet_micro.ino"), sketch / "mirnet_tiles.h": render("mirnet_tiles.h"),
+               folder / "micro.json": json.dumps(report, indent=2) + "\n"}  # fmt: skip
     for path, content in outputs.items():
         with atomic_output(path) as tmp:
             tmp.write_bytes(content) if isinstance(content, bytes) else tmp.write_text(content)
