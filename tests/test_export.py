@@ -206,10 +206,11 @@ def test_export_micro_writes_model_header_sketch_and_report(tmp_path):
     report = export_micro(model, tmp_path / "micro", dark_tiles(4, 32, 32), name="tiny")
     flat = (tmp_path / "micro" / "tiny_int8.tflite").read_bytes()
     assert TFLiteModel(flat).tile == (32, 32) and len(flat) == report["model_bytes"]
-    header = (tmp_path / "micro" / "tiny_micro" / "mirnet_model_data.h").read_text()
+    header = (tmp_path / "micro" / "mirnet_micro" / "mirnet_model_data.h").read_text()
     assert f"g_mirnet_model_len = {len(flat)};" in header and header.count("0x") == len(flat)
-    sketch = (tmp_path / "micro" / "tiny_micro" / "tiny_micro.ino").read_text()
+    sketch = (tmp_path / "micro" / "mirnet_micro" / "mirnet_micro.ino").read_text()
     assert f"kArenaSize = {report['arena_bytes'] + 4096};" in sketch and "@" not in sketch
+    assert (tmp_path / "micro" / "mirnet_micro" / "mirnet_tiles.h").exists()
     assert sketch.count("resolver.Add") == len(report["ops"]) == len(set(report["ops"]))
     saved = json.loads((tmp_path / "micro" / "micro.json").read_text())
     assert saved["tiles_per_qcif_frame"] == 6 * 7 and saved["macs_per_tile"] == mirnet.count_macs(model, 32, 32)

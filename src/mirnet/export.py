@@ -258,7 +258,7 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
         "ram_bytes": {"arena": arena + ARENA_MARGIN, "frame_rgb565": 2 * QCIF[0] * QCIF[1], "overlap_keep": keep},
     }  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    sketch = folder / f"{name}_micro"
+    sketch = folder / "mirnet_micro"  # Arduino wants the sketch file named as its folder
     sketch.mkdir(exist_ok=True)
     resolver = "\n".join(f"  resolver.{_resolver_method(op)}();" for op in ops)
     values = {"@MODEL@": name, "@ARENA@": str(arena + ARENA_MARGIN), "@TILE_H@": str(tile), "@TILE_W@": str(tile),
@@ -271,7 +271,7 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
         return text
 
     outputs = {folder / f"{name}_int8.tflite": flat, sketch / "mirnet_model_data.h": c_array(flat, "g_mirnet_model"),
-               sketch / f"{name}_micro.ino": render("mirnet_micro.ino"), sketch / "mirnet_tiles.h": render("mirnet_tiles.h"),
+               sketch / "mirnet_micro.ino": render("mirnet_micro.ino"), sketch / "mirnet_tiles.h": render("mirnet_tiles.h"),
                folder / "micro.json": json.dumps(report, indent=2) + "\n"}  # fmt: skip
     for path, content in outputs.items():
         with atomic_output(path) as tmp:

@@ -1,0 +1,44 @@
+"""Compare trained models on held-out our485 scenes that none of them trained on (never eval15):
+the fair way to choose between finalists of different runs.
+
+    .venv/bin/python scripts/compare_on_validation.py --data ../shared/data/LOL/our485 --val-pairs 64 \
+        --models lol-compact,lol-micro
+
+The seeds split holds out whole scenes in a fixed shuffled order, so the pairs held out with
+--val-pairs 64 are also held out by every run that held out 64 or more (lol-compact held out 185).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mirnet import count_macs, count_parameters, load_model
+from mirnet.data import load_pairs, split_by_scene
+from mirnet.evaluate import evaluate, model_method
+from mirnet.runtime import hardware_name, select_runtime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--val-pairs", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", default="lol-compact,lol-micro")
+    args = parser.parse_args()
+
+    _, held = split_by_scene(load_pairs(args.data), args.val_pairs, seed=args.seed)
+    runtime = select_runtime("cpu")
+    models = {name: load_model(name) for name in args.models.split(",")}
+    result = evaluate(held, {name: model_method(m, runtime) for name, m in models.items()})
+    print(f"{len(held)} held-out pairs of {args.data} (seeds split, seed {args.seed}); {hardware_name()}")
+    print("| model | params | GMACs @600x400 | PSNR (dB) | SSIM | GT-mean PSNR (dB) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    means = {row["method"]: row for row in result.means()}
+    for name, model in models.items():
+        mean = means[name]
+        print(f"| `{name}` | {count_parameters(model):,} | {count_macs(model, 400, 600) / 1e9:.1f} | "
+              f"{mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['gt_mean_psnr']:.2f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
