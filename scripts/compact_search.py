@@ -7,6 +7,11 @@ are kept, so the script resumes after an interruption.
 
     python scripts/compact_search.py --data ../shared/data/LOL/our485 --budget 360 \
         --out runs/compact-search --report docs/results/compact-search
+
+The seeds' ablation (RRGs x MRBs) at the compact width, each scored once on eval15:
+
+    python scripts/compact_search.py --set ablation --data ../shared/data/LOL/our485 --budget 600 \
+        --out runs/ablation --report docs/results/ablation --eval ../shared/data/LOL/eval15
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ CANDIDATES = {
     "c32-s2-1x1": dict(channels=32, num_streams=2, num_rrg=1, num_mrb=1),
     "c16-s3-1x2": dict(channels=16, num_streams=3, num_rrg=1, num_mrb=2),
 }
+# The seed project's ablation (RRGs x MRBs: 3x2 is the paper's) at the compact width.
+ABLATION = {f"c16-s3-{r}x{m}": dict(channels=16, num_streams=3, num_rrg=r, num_mrb=m)
+            for r, m in [(3, 2), (3, 3), (3, 1), (1, 1)]}  # fmt: skip
+SETS = {"search": CANDIDATES, "ablation": ABLATION}
 
 
 def steps_per_second(overrides: dict, crop: int, batch: int) -> float:
@@ -46,6 +55,18 @@ def steps_per_second(overrides: dict, crop: int, batch: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def score_once(folder: Path, overrides: dict, data: str) -> dict:
+    """eval15 PSNR / SSIM / GT-mean of a run's best checkpoint (whole images, once)."""
+    from mirnet import load_weights
+    from mirnet.data import load_pairs
+    from mirnet.evaluate import evaluate, model_method
+
+    model = load_weights(folder / "best.safetensors")
+    mean = evaluate(load_pairs(data), {"mirnet": model_method(model, select_runtime("cpu"))}).means()[0]
+    return {"eval15_psnr": round(mean["psnr"], 2), "eval15_ssim": round(mean["ssim"], 4),
+            "eval15_gt_mean_psnr": round(mean["gt_mean_psnr"], 2)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
@@ -56,11 +77,13 @@ def main() -> None:
     parser.add_argument("--val-limit", type=int, default=24)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--only", nargs="*", help="candidate names to run (default all)")
+    parser.add_argument("--set", choices=list(SETS), default="search", help="search (default) or the seeds' ablation")
+    parser.add_argument("--eval", help="also score each run's best checkpoint on this paired folder (LOL eval15)")
     args = parser.parse_args()
 
     out, report = Path(args.out), Path(args.report)
     rows = []
-    for name, overrides in CANDIDATES.items():
+    for name, overrides in SETS[args.set].items():
         if args.only and name not in args.only:
             continue
         folder = out / name
@@ -86,12 +109,18 @@ def main() -> None:
                       "history": [{"time": r["time"], "val_psnr": r["val_psnr"]} for r in history],
                       "hardware": hardware_name(), "runtime": select_runtime("cpu").describe()}  # fmt: skip
             summary.write_text(json.dumps(record, indent=2))
-        rows.append(json.loads(summary.read_text()))
+        record = json.loads(summary.read_text())
+        if args.eval and "eval15_psnr" not in record:
+            record.update(score_once(folder, overrides, args.eval))
+            summary.write_text(json.dumps(record, indent=2))
+        rows.append(record)
         print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("history", "runtime")}), flush=True)
 
     report.mkdir(parents=True, exist_ok=True)
     keys = ["name", "channels", "num_streams", "num_rrg", "num_mrb", "parameters", "gmacs_600x400", "steps",
             "train_time_s", "best_val_psnr", "final_val_psnr"]  # fmt: skip
+    if args.eval:
+        keys += ["eval15_psnr", "eval15_ssim", "eval15_gt_mean_psnr"]
     with open(report / "candidates.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()

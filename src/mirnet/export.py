@@ -9,15 +9,16 @@ that int8 kernels support).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
 from .deploy import deployable
@@ -67,7 +68,7 @@ def export_onnx(model: MIRNet, path: str | Path, opset: int = 18) -> Path:
     _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")
     path = Path(path)
-    graph = _AnySize(model.float().cpu().eval()).eval()
+    graph = _AnySize(copy.deepcopy(model).float().cpu().eval()).eval()
     m = model.size_multiple
     sample = torch.rand(1, 3, 8 * m + 1, 12 * m + 3)  # sizes off the multiple, so the pad is traced
     height, width = torch.export.Dim("height", min=m, max=16384), torch.export.Dim("width", min=m, max=16384)
@@ -106,8 +107,8 @@ def calibration_tiles(folder: str | Path, height: int, width: int, count: int = 
         raise ExportError(f"{folder}: no images to calibrate int8 ranges with")
     rng = np.random.default_rng(seed)
     tiles = []
-    for i in range(count):
-        image = read_rgb(files[i % len(files)] if count <= len(files) else files[rng.integers(len(files))])
+    for index in rng.choice(len(files), count, replace=count > len(files)):
+        image = read_rgb(files[index])
         if image.shape[0] < height or image.shape[1] < width:
             image = np.asarray(Image.fromarray(image).resize((max(width, image.shape[1]), max(height, image.shape[0]))))
         top = rng.integers(image.shape[0] - height + 1)
@@ -159,35 +160,28 @@ def export_tflite(model: MIRNet, path: str | Path, height: int = 400, width: int
     return path
 
 
-class _quiet:
+@contextlib.contextmanager
+def _quiet():
     """Silence the converters' Python warnings and log chatter (absl, TF, torch.export)."""
+    import logging
+    import warnings
 
-    def __enter__(self):
-        import logging
-        import warnings
-
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "absl", "tensorflow")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        self._levels = {}
-        for name in ("torch.onnx", "torch.export", "torch._export", "absl", "tensorflow", "jax"):
-            logger = logging.getLogger(name)
-            self._levels[name] = logger.level
+        for logger in loggers:
             logger.setLevel(logging.ERROR)
-        return self
-
-    def __exit__(self, *exc):
-        import logging
-
-        for name, level in self._levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._warnings.__exit__(*exc)
-        return False
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 # ---------------------------------------------------------------- TensorFlow Lite Micro
 
-MICRO_TILE = 32  # pixels: a 32x32 tile of the micro preset fits a 160 KB arena (larger ones do not)
+MICRO_TILE = 32  # lol-micro needs a 125,665-byte arena at 32x32 and 173,525 at 40x40 (limit 160 KB)
 MICRO_OVERLAP = 8
 QCIF = (144, 176)  # the OV7675's frame (height, width) used by the sketch
 # Cortex-M4F throughput assumed for the time estimate: CMSIS-NN int8 convolutions reach about one
