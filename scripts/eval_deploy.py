@@ -42,9 +42,8 @@ class TorchTile:
         return y[0].permute(1, 2, 0).numpy()
 
 
-def whole(model):
-    runner = TorchTile(model, 0)
-    return lambda image: runner(image)
+def whole(model) -> TorchTile:
+    return TorchTile(model, 0)  # a torch model takes any size: the tile size is not used
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -162,8 +162,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     if args.backend == "onnx":
         from .exported import onnx_enhancer
 
-        enhancer = onnx_enhancer(model)
-        args.tile = None if args.tile == "auto" else args.tile
+        enhancer = onnx_enhancer(model)  # whole images: it reads the default tile="auto" as none
     else:
         enhancer = Enhancer(model, device=args.device)
     summary = enhance_files(args.inputs, args.output, enhancer, suffix=args.suffix, fmt=args.format,

@@ -95,6 +95,17 @@ def _set_onnx_metadata(path: Path, model: MIRNet) -> None:
 # ---------------------------------------------------------------- TensorFlow Lite
 
 
+def _random_crops(images: Iterable[np.ndarray], height: int, width: int, rng) -> list[np.ndarray]:
+    """One random HxW crop in [0, 1] (float32) of each uint8 image, enlarging images that are smaller."""
+    crops = []
+    for image in images:
+        if image.shape[0] < height or image.shape[1] < width:
+            image = np.asarray(Image.fromarray(image).resize((max(width, image.shape[1]), max(height, image.shape[0]))))
+        top, left = rng.integers(image.shape[0] - height + 1), rng.integers(image.shape[1] - width + 1)
+        crops.append(image[top : top + height, left : left + width].astype(np.float32) / 255.0)
+    return crops
+
+
 def calibration_tiles(folder: str | Path, height: int, width: int, count: int = 64, seed: int = 0) -> list[np.ndarray]:
     """`count` random HxWx3 float32 crops in [0, 1] of the images in folder (or folder/low), for int8 ranges."""
     from .data import IMAGE_SUFFIXES, read_rgb
@@ -106,28 +117,16 @@ def calibration_tiles(folder: str | Path, height: int, width: int, count: int = 
     if not files:
         raise ExportError(f"{folder}: no images to calibrate int8 ranges with")
     rng = np.random.default_rng(seed)
-    tiles = []
-    for index in rng.choice(len(files), count, replace=count > len(files)):
-        image = read_rgb(files[index])
-        if image.shape[0] < height or image.shape[1] < width:
-            image = np.asarray(Image.fromarray(image).resize((max(width, image.shape[1]), max(height, image.shape[0]))))
-        top = rng.integers(image.shape[0] - height + 1)
-        left = rng.integers(image.shape[1] - width + 1)
-        tiles.append(image[top : top + height, left : left + width].astype(np.float32) / 255.0)
-    return tiles
+    picks = rng.choice(len(files), count, replace=count > len(files))
+    return _random_crops((read_rgb(files[i]) for i in picks), height, width, rng)
 
 
 def sample_calibration_tiles(height: int, width: int, count: int = 64, seed: int = 0) -> list[np.ndarray]:
     """Calibration crops of the drawn low-light sample scene (mirnet.demo), when no photos are given."""
     from .demo import sample_scene
 
-    rng = np.random.default_rng(seed)
     low, _ = sample_scene(max(400, height), max(600, width), seed=seed)
-    tiles = []
-    for _ in range(count):
-        top, left = rng.integers(low.shape[0] - height + 1), rng.integers(low.shape[1] - width + 1)
-        tiles.append(low[top : top + height, left : left + width].astype(np.float32) / 255.0)
-    return tiles
+    return _random_crops([low] * count, height, width, np.random.default_rng(seed))
 
 
 def convert_tflite(model: MIRNet, height: int, width: int, calibration: Iterable[np.ndarray] | None = None) -> bytes:
