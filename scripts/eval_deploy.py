@@ -26,7 +26,7 @@ from mirnet.baselines import histogram_equalization
 from mirnet.data import load_pairs
 from mirnet.export import MICRO_OVERLAP, MICRO_TILE, calibration_tiles, convert_tflite
 from mirnet.exported import MicroModel, TFLiteModel, arena_size, run_tiled
-from mirnet.metrics import score
+from mirnet.evaluate import evaluate
 from mirnet.runtime import hardware_name
 
 
@@ -50,6 +50,20 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
 
 
+class Timed:
+    """A float [0, 1] image method as the uint8 method mirnet.evaluate scores, timing its calls."""
+
+    def __init__(self, method):
+        self.method, self.seconds, self.calls = method, 0.0, 0
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        output = self.method(image.astype(np.float32) / 255.0)
+        self.seconds += time.perf_counter() - started
+        self.calls += 1
+        return to_uint8(output)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="LOL/eval15")
@@ -64,7 +78,7 @@ def main() -> None:
     height, width = pairs[0].low.shape[:2]
     desktop, micro = load_model(args.model), load_model(args.micro)
     started = time.time()
-    methods: dict[str, tuple[str, object]] = {"input": ("-", lambda image: image)}
+    methods: dict[str, tuple[str, object]] = {}  # name: (group, float image -> float image)
     methods["histogram equalization"] = ("-", lambda image: histogram_equalization(to_uint8(image)) / 255.0)
 
     print("converting the desktop model (float32, int8)", flush=True)
@@ -85,18 +99,15 @@ def main() -> None:
     methods["micro, LiteRT int8, 32x32 tiles"] = ("micro", tiled(TFLiteModel(micro_i8)))
     methods["micro, TFLite Micro int8, 32x32 tiles"] = ("micro", tiled(MicroModel(micro_i8, arena)))
 
-    rows, per_image = [], []
-    for name, (group, method) in methods.items():
-        t0 = time.time()
-        scores = []
-        for pair in pairs:
-            output = to_uint8(method(pair.low.astype(np.float32) / 255.0))
-            scores.append(score(output, pair.high))
-            per_image.append({"method": name, "image": pair.stem, **scores[-1]})
-        mean = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
-        rows.append({"method": name, "group": group, **mean, "seconds_per_image": (time.time() - t0) / len(pairs)})
-        print(f"{name:42s} PSNR {mean['psnr']:6.2f}  SSIM {mean['ssim']:.4f}  GT-mean {mean['gt_mean_psnr']:6.2f}"
-              f"  ({rows[-1]['seconds_per_image']:.2f} s/image)", flush=True)  # fmt: skip
+    timed = {name: Timed(method) for name, (_, method) in methods.items()}
+    result = evaluate(pairs, timed, progress=True)
+    rows = []
+    for mean in result.means():
+        name = mean.pop("method")
+        group, clock = methods[name][0] if name in methods else "-", timed.get(name)
+        seconds = clock.seconds / clock.calls if clock else None  # the input itself: nothing to time
+        rows.append({"method": name, "group": group, **mean, "seconds_per_image": seconds})
+    per_image = result.rows
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +122,8 @@ def main() -> None:
     (out / "deploy.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = ["| method | PSNR (dB) | SSIM | GT-mean PSNR (dB) | s/image |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['gt_mean_psnr']:.2f} | "
-              f"{r['seconds_per_image']:.2f} |" for r in rows]  # fmt: skip
+              f"{'-' if r['seconds_per_image'] is None else format(r['seconds_per_image'], '.2f')} |"
+              for r in rows]  # fmt: skip
     (out / "deploy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out}/deploy.json, deploy.md ({record['minutes']} min, {record['hardware']})")

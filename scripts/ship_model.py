@@ -4,6 +4,10 @@ package's weights file with its record, and the model card with its tables and f
     .venv/bin/python scripts/ship_model.py runs/lol-compact --name lol-compact \
         --eval ../shared/data/LOL/eval15 --command "./run.sh train ..."
 
+A run of several stages (each started from the previous one's best weights with --init) is given as
+its stage folders in order; the last stage's best checkpoint is shipped, and the card records every
+stage and their summed wall time.
+
 Writes src/mirnet/pretrained/NAME.safetensors (fp32, or --half for fp16 storage) and
 docs/models/NAME.md with docs/models/NAME/{evaluation.csv,json,md,comparison.png}.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,21 +30,67 @@ from mirnet.weights import read_metadata
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@dataclass
+class Stage:
+    """One training run folder: its recorded configuration, per-epoch history and best row."""
+
+    folder: Path
+    config: dict
+    history: list[dict]
+
+    @classmethod
+    def read(cls, folder: Path) -> Stage:
+        history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
+        return cls(folder, json.loads((folder / "config.json").read_text()), history)
+
+    @property
+    def train(self) -> dict:
+        return self.config["train"]
+
+    @property
+    def best(self) -> dict:
+        return max(self.history, key=lambda r: r["val_psnr"])
+
+    @property
+    def minutes(self) -> float:
+        return self.history[-1]["time"] / 60
+
+    def recipe(self, previous: int | None) -> str:
+        """The stage's recipe in words; `previous`: the number of the stage it started from, if any."""
+        t = self.train
+        loss = "Charbonnier" + (f" + {t['ssim_weight']:g} x (1 - SSIM)" if t.get("ssim_weight") else "")
+        warmup = f" with {t['warmup_steps']} warm-up steps" if t["schedule"] == "cosine" else ""
+        if previous is not None:
+            start = f"from stage {previous}'s best weights"
+        else:
+            start = f"from `{Path(t['init']).name}`" if t.get("init") else "from scratch"
+        return (f"{start}; {loss} loss, Adam lr {t['lr']:g}, {t['schedule']} schedule{warmup}, batch "
+                f"{t['batch_size']} x {t['crop']}x{t['crop']} crops{', 8 flips/rotations' if t['augment'] else ''}")  # fmt: skip
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    return "-" if row.get(key) is None else format(row[key], fmt)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a training run folder (config.json, metrics.csv, best.safetensors)")
+    parser.add_argument("runs", type=Path, nargs="+", help="training run folders (config.json, metrics.jsonl, "
+                        "best.safetensors); several for a staged run, in order")  # fmt: skip
     parser.add_argument("--name", required=True)
     parser.add_argument("--eval", required=True, type=Path, help="paired test folder (LOL eval15)")
     parser.add_argument("--command", required=True, help="the command that trained the run, for the card")
     parser.add_argument("--title", default=None)
+    parser.add_argument("--note", default="", help="a paragraph for the card's training section")
     args = parser.parse_args()
 
-    config = json.loads((args.run / "config.json").read_text())
-    history = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
-    weights = args.run / "best.safetensors"
+    stages = [Stage.read(folder) for folder in args.runs]
+    final = stages[-1]
+    weights = final.folder / "best.safetensors"
     record = read_metadata(weights)
     model = load_weights(weights)
-    best = max(history, key=lambda r: r["val_psnr"])
+    best, config, runtime_record = final.best, final.config, final.config["runtime"]
+    total_minutes = sum(stage.minutes for stage in stages)
+    total_steps = sum(stage.history[-1]["step"] for stage in stages)
 
     out = ROOT / "docs" / "models" / args.name
     pairs = load_pairs(args.eval)
@@ -56,13 +107,13 @@ def main() -> None:
 
     params = count_parameters(model)
     macs = count_macs(model, 400, 600)
-    train = config["train"]
-    last = history[-1]
+    train = final.train
     metrics = {"eval15": {"psnr": round(means["psnr"], 2), "ssim": round(means["ssim"], 4),
                           "gt_mean_psnr": round(means["gt_mean_psnr"], 2)}}  # fmt: skip
-    summary = (f"LOL our485 ({train['split']} split), {last['step']} steps in {last['time'] / 60:.0f} min on "
-               f"{config['runtime']['hardware']} ({config['runtime']['precision']}); best validation epoch "
-               f"{best['epoch']}")  # fmt: skip
+    in_stages = f" in {len(stages)} stages" if len(stages) > 1 else ""
+    summary = (f"LOL our485 ({train['split']} split), {total_steps} steps{in_stages} in {total_minutes:.0f} min on "
+               f"{runtime_record['hardware']} ({runtime_record['precision']}); best validation epoch "
+               f"{best['epoch']}{' of the last stage' if len(stages) > 1 else ''}")  # fmt: skip
     meta = {"name": args.name, "parameters": params, "gmacs_600x400": round(macs / 1e9, 2), "metrics": metrics,
             "training": {**record.get("training", {}), "summary": summary, "command": args.command}}  # fmt: skip
     target = ROOT / "src" / "mirnet" / "pretrained" / f"{args.name}.safetensors"
@@ -74,10 +125,20 @@ def main() -> None:
         # channels_last (left by evaluation) vs contiguous layout: equal up to float rounding
         assert torch.allclose(check(x), model(x), atol=1e-5), "shipped weights do not reproduce the run's model"
 
+    stage_rows = "\n".join(
+        f"| {i} | {s.recipe(i - 1 if i > 1 else None)} | {s.history[-1]['step']} "
+        f"({s.train['epochs']} epochs of {s.train['steps_per_epoch']}) "
+        f"| {s.minutes:.1f} | epoch {s.best['epoch']}, step {s.best['step']}, {s.best['val_psnr']:.2f} dB |"
+        for i, s in enumerate(stages, 1)
+    )
     rows = "\n".join(
-        f"| {r['epoch']} | {r['step']} | {r['train_loss']:.4f} | {r['val_loss']:.4f} | {r['val_psnr']:.2f} | "
-        f"{r['lr']:.2e} | {r['time'] / 60:.1f} |"
-        for r in history
+        f"| {i} | {r['epoch']} | {r['step']} | {r['train_loss']:.4f} | {r['val_loss']:.4f} | {r['val_psnr']:.2f} | "
+        f"{_cell(r, 'val_ssim', '.4f')} | {r['lr']:.2e} | {r['time'] / 60:.1f} |"
+        for i, s in enumerate(stages, 1)
+        for r in s.history
+    )
+    validation = "; ".join(
+        f"stage {i}: the first {s.train['val_limit'] or len(s.config['val_pairs'])}" for i, s in enumerate(stages, 1)
     )
     per_image = result.to_markdown(per_image=True)
     cfg = model.config
@@ -100,12 +161,17 @@ laptop-class CPU. Shipped in the package as `src/mirnet/pretrained/{args.name}.s
 
 | | |
 | --- | --- |
-| data | LOL `our485`, split `{train['split']}` ({len(config['train_pairs'])} training pairs, {train['val_pairs']} held out by scene; validation on the first {train['val_limit'] or len(config['val_pairs'])}) |
-| recipe | Charbonnier loss, Adam lr {train['lr']:g}, {train['schedule']} schedule{f" with {train['warmup_steps']} warm-up steps" if train['schedule'] == 'cosine' else ''}, batch {train['batch_size']} x {train['crop']}x{train['crop']} crops{', 8 flips/rotations' if train['augment'] else ''} |
-| steps | {last['step']} ({train['epochs']} epochs of {train['steps_per_epoch']} steps) |
-| wall time | {last['time'] / 60:.1f} min (validation included) |
-| hardware | {config['runtime']['hardware']}, {config['runtime']['threads']} threads, torch {config['runtime']['torch']}, {config['runtime']['precision']}{' + channels_last' if config['runtime']['channels_last'] else ''} (CPU capability {config['runtime']['cpu_capability']}) |
-| checkpoint | best validation PSNR: epoch {best['epoch']}, step {best['step']}, {best['val_psnr']:.2f} dB |
+| data | LOL `our485`, split `{train['split']}` ({len(config['train_pairs'])} training pairs, {train['val_pairs']} held out by scene; validation on the held-out pairs, {validation}) |
+| steps | {total_steps}{in_stages} |
+| wall time | {total_minutes:.1f} min (validation included) |
+| hardware | {runtime_record['hardware']}, {runtime_record['threads']} threads, torch {runtime_record['torch']}, {runtime_record['precision']}{' + channels_last' if runtime_record['channels_last'] else ''} (CPU capability {runtime_record['cpu_capability']}) |
+| checkpoint | best validation PSNR{' of the last stage' if len(stages) > 1 else ''}: epoch {best['epoch']}, step {best['step']}, {best['val_psnr']:.2f} dB |
+
+| stage | recipe | steps | wall time (min) | best checkpoint (val PSNR) |
+| ---: | --- | ---: | ---: | --- |
+{stage_rows}
+
+{args.note}
 
 Reproduce the weights:
 
@@ -113,13 +179,13 @@ Reproduce the weights:
 {args.command}
 ```
 
-Per-epoch record (validation PSNR on held-out our485 scenes, never eval15):
+Per-epoch record (validation on held-out our485 scenes, never eval15; PSNR and SSIM on 8-bit RGB):
 
-| epoch | step | train loss | val loss | val PSNR (dB) | lr | time (min) |
-| ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| stage | epoch | step | train loss | val loss | val PSNR (dB) | val SSIM | lr | time (min) |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-![validation PSNR]({args.name}/psnr.png)
+![validation PSNR{' of the last stage' if len(stages) > 1 else ''}]({args.name}/psnr.png)
 
 ## LOL eval15 (scored once, after selection on validation)
 
@@ -138,7 +204,7 @@ Reproduce the scores (`{', '.join(p.name for p in written)}` in `docs/models/{ar
 """
     import shutil
 
-    shutil.copy(args.run / "psnr.png", out / "psnr.png")
+    shutil.copy(final.folder / "psnr.png", out / "psnr.png")
     (ROOT / "docs" / "models" / f"{args.name}.md").write_text(card)
     print(json.dumps(meta, indent=2))
 

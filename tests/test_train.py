@@ -11,7 +11,9 @@ import pytest
 import torch
 from conftest import make_pairs
 
-from mirnet.train import TrainConfig, charbonnier, train
+from mirnet.metrics import ssim
+from mirnet.train import TrainConfig, charbonnier, ssim_loss, train
+from mirnet.weights import load_weights
 
 TINY_MODEL = {"channels": 4, "num_streams": 2}
 
@@ -38,6 +40,33 @@ def test_charbonnier_by_hand():
     assert charbonnier(x, y).item() == pytest.approx(expected)
 
 
+def test_ssim_loss_is_one_minus_the_metric():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 256, (2, 3, 24, 20), generator=generator, dtype=torch.uint8)
+    b = (a.double() * 0.7 + torch.randint(0, 60, a.shape, generator=generator)).clamp(0, 255).to(torch.uint8)
+    metric = sum(ssim(x.permute(1, 2, 0).numpy(), y.permute(1, 2, 0).numpy()) for x, y in zip(a, b)) / 2
+    assert 0.2 < metric < 0.95
+    assert 1 - ssim_loss(a.double() / 255, b.double() / 255).item() == pytest.approx(metric, abs=1e-9)
+    assert ssim_loss(a.double() / 255, a.double() / 255).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ssim_weight_changes_the_training(data, tmp_path):
+    plain = train(_config(data, tmp_path / "plain", epochs=1))
+    with_ssim = train(_config(data, tmp_path / "ssim", epochs=1, ssim_weight=0.5))
+    assert with_ssim["train_loss"] > plain["train_loss"]  # the same crops, plus a positive term
+    assert not torch.equal(_weights(tmp_path / "plain")["conv_out.weight"], _weights(tmp_path / "ssim")["conv_out.weight"])
+
+
+def test_init_starts_from_the_given_weights(data, tmp_path):
+    train(_config(data, tmp_path / "first", epochs=1))
+    start = tmp_path / "first" / "best.safetensors"
+    train(_config(data, tmp_path / "second", epochs=1, init=str(start), lr=0.0))  # lr 0: the weights stay
+    expected, got = load_weights(start).state_dict(), _weights(tmp_path / "second")
+    assert all(torch.equal(expected[k], got[k].contiguous()) for k in expected)
+    with pytest.raises(ValueError, match="is not the run's"):
+        train(_config(data, tmp_path / "third", init=str(start), model_overrides={"channels": 8, "num_streams": 2}))
+
+
 def test_run_folder_has_config_metrics_checkpoints_and_plots(data, tmp_path):
     row = train(_config(data, tmp_path / "run"))
     files = {p.name for p in (tmp_path / "run").iterdir()}
@@ -46,7 +75,7 @@ def test_run_folder_has_config_metrics_checkpoints_and_plots(data, tmp_path):
     assert not [f for f in files if f.endswith(".part")]
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and rows[-1] == row
-    assert set(rows[0]) == {"epoch", "step", "train_loss", "val_loss", "val_psnr", "lr", "time", "steps_per_s"}
+    assert set(rows[0]) == {"epoch", "step", "train_loss", "val_loss", "val_psnr", "val_ssim", "lr", "time", "steps_per_s"}
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["runtime"]["precision"] == "fp32" and config["runtime"]["hardware"]
     assert set(config["train_pairs"]).isdisjoint(config["val_pairs"])

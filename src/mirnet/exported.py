@@ -88,11 +88,21 @@ class TFLiteModel:
 
     def __init__(self, model: bytes | str | Path, threads: int = 2):
         _require("ai_edge_litert", "running .tflite models")
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         flat = model if isinstance(model, bytes) else Path(model).read_bytes()
         self.interpreter = Interpreter(model_content=flat, num_threads=threads)
-        self.interpreter.allocate_tensors()
+        try:
+            self.interpreter.allocate_tensors()
+        except RuntimeError as error:
+            if "XNNPACK" not in str(error):
+                raise
+            # XNNPACK refuses some int8 quantization parameters that TFLite's own kernels accept
+            # (seen on a micro model: "Node number 203 (TfLiteXNNPackDelegate) failed to prepare").
+            builtin_only = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            self.interpreter = Interpreter(model_content=flat, num_threads=threads,
+                                           experimental_op_resolver_type=builtin_only)  # fmt: skip
+            self.interpreter.allocate_tensors()
         self.input, self.output = (self._detail(d) for d in (self.interpreter.get_input_details()[0],
                                                               self.interpreter.get_output_details()[0]))  # fmt: skip
 

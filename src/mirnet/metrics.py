@@ -37,6 +37,16 @@ def _gaussian_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch
     return F.conv2d(F.conv2d(x, g.view(1, 1, size, 1)), g.view(1, 1, 1, size))
 
 
+def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
+    """Wang et al.'s SSIM at every 'valid' window position of (N, 1, H, W) images; differentiable."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = _gaussian_blur(x), _gaussian_blur(y)
+    var_x = _gaussian_blur(x * x) - mu_x**2
+    var_y = _gaussian_blur(y * y) - mu_y**2
+    cov = _gaussian_blur(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+
+
 def ssim(output: np.ndarray, target: np.ndarray) -> float:
     """Structural similarity (Wang et al. 2004) per RGB channel, averaged; data range 255."""
     _check(output, target)
@@ -44,13 +54,7 @@ def ssim(output: np.ndarray, target: np.ndarray) -> float:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {output.shape[1]}x{output.shape[0]}")
     x = torch.from_numpy(output.astype(np.float64)).permute(2, 0, 1)[:, None]  # (3, 1, H, W)
     y = torch.from_numpy(target.astype(np.float64)).permute(2, 0, 1)[:, None]
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_x, mu_y = _gaussian_blur(x), _gaussian_blur(y)
-    var_x = _gaussian_blur(x * x) - mu_x**2
-    var_y = _gaussian_blur(y * y) - mu_y**2
-    cov = _gaussian_blur(x * y) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return float(ssim_map.mean(dim=(1, 2, 3)).mean())
+    return float(ssim_map(x, y, 255.0).mean(dim=(1, 2, 3)).mean())
 
 
 def grey_mean(image: np.ndarray) -> float:

@@ -30,7 +30,7 @@ from torch import nn
 from .config import preset
 from .data import CropSampler, DataError, Pair, load_pairs, split_by_scene, to_tensor, to_uint8
 from .files import atomic_output
-from .metrics import psnr
+from .metrics import psnr, ssim, ssim_map
 from .model import MIRNet, count_parameters
 from .runtime import Runtime, select_runtime
 from .weights import save_weights
@@ -44,6 +44,7 @@ class TrainConfig:
     out: str  # run folder
     preset: str = "paper"
     model_overrides: dict = field(default_factory=dict)  # MIRNetConfig fields, e.g. {"channels": 16}
+    init: str | None = None  # start from these weights (a model name or a .safetensors file), e.g. a stage 2
     split: str = "seeds"  # "seeds": hold out `val_pairs` of data by scene; "full": train on all of data
     val_pairs: int = 185
     val_data: str | None = None  # a separate paired folder to validate on (never eval15 by default)
@@ -59,6 +60,7 @@ class TrainConfig:
     schedule: str = "plateau"  # "plateau": x0.5 when val PSNR stalls (the seeds); "cosine": warm-up + cosine
     warmup_steps: int = 0
     min_lr: float = 1e-6
+    ssim_weight: float = 0.0  # loss = Charbonnier + ssim_weight * (1 - SSIM); 0 is the paper's loss
     patience: int = 5  # epochs without a better val PSNR before the plateau schedule halves the rate
     seed: int = 0
     device: str = "auto"
@@ -79,12 +81,22 @@ def charbonnier(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -
     return torch.sqrt((output - target) ** 2 + eps**2).mean()
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, low, high, runtime: Runtime) -> float:
+def ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM of (B, 3, H, W) images in [0, 1], per channel as the metric (11x11 Gaussian window)."""
+    flat = (-1, 1, *output.shape[-2:])
+    return 1 - ssim_map(output.reshape(flat), target.reshape(flat), 1.0).mean()
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, low, high, runtime: Runtime,
+               ssim_weight: float = 0.0) -> float:  # fmt: skip
     """One optimizer step on a batch; the loss is on the output clamped to [0, 1], as the official code."""
     optimizer.zero_grad(set_to_none=True)
     with runtime.autocast():
         output = model(runtime.input(low))
-    loss = charbonnier(output.float().clamp(0, 1), runtime.input(high))
+    output, target = output.float().clamp(0, 1), runtime.input(high)
+    loss = charbonnier(output, target)
+    if ssim_weight:
+        loss = loss + ssim_weight * ssim_loss(output, target.float())
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -92,20 +104,23 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, low, high, ru
 
 @torch.no_grad()
 def validate(model: nn.Module, pairs: list[Pair], runtime: Runtime) -> dict[str, float]:
-    """Mean Charbonnier loss and PSNR (8-bit, peak 255) over full validation images, sharded under DDP."""
+    """Mean Charbonnier loss, PSNR and SSIM (8-bit, the field's conventions) over full validation
+    images, sharded under DDP."""
     model.eval()
     rank, world = _rank_world()
-    sums = torch.zeros(3, dtype=torch.float64)
+    sums = torch.zeros(4, dtype=torch.float64)
     for pair in pairs[rank::world]:
         low, high = to_tensor(pair.low)[None], to_tensor(pair.high)[None]
         with runtime.autocast():
             output = model(runtime.input(low)).float().clamp(0, 1).cpu()
-        sums += torch.tensor([charbonnier(output, high).item(), psnr(to_uint8(output[0]), pair.high), 1.0])
+        image = to_uint8(output[0])
+        sums += torch.tensor([charbonnier(output, high).item(), psnr(image, pair.high), ssim(image, pair.high), 1.0])
     if world > 1:
         dist.all_reduce(sums)
     model.train()
-    loss, total_psnr, count = sums.tolist()
-    return {"val_loss": loss / max(count, 1), "val_psnr": total_psnr / max(count, 1)}
+    loss, total_psnr, total_ssim, count = sums.tolist()
+    count = max(count, 1)
+    return {"val_loss": loss / count, "val_psnr": total_psnr / count, "val_ssim": total_ssim / count}
 
 
 def _rank_world() -> tuple[int, int]:
@@ -141,7 +156,8 @@ def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
     raise ValueError(f"unknown schedule {cfg.schedule!r}; use plateau or cosine")
 
 
-def _datasets(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
+def datasets(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
+    """The (training, validation) pairs of a run, as its configuration splits them."""
     pairs = load_pairs(cfg.data)
     if cfg.split == "seeds":
         train_pairs, val_pairs = split_by_scene(pairs, cfg.val_pairs, seed=cfg.seed)
@@ -224,10 +240,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     runtime = select_runtime(cfg.device, cfg.precision, cfg.channels_last)
     if runtime.device.type == "cuda" and world > 1:
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", torch.cuda.current_device()))
-    train_pairs, val_pairs = _datasets(cfg)
+    train_pairs, val_pairs = datasets(cfg)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    model = runtime.prepare(MIRNet(preset(cfg.preset, **cfg.model_overrides)))
+    model = MIRNet(preset(cfg.preset, **cfg.model_overrides))
+    if cfg.init and not resume:
+        model.load_state_dict(_initial_weights(cfg).state_dict())
+    model = runtime.prepare(model)
     sampler = CropSampler(train_pairs, cfg.crop, cfg.batch_size, cfg.augment, seed=cfg.seed + 1_000_003 * rank)
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_pairs) // (cfg.batch_size * world))
     total_steps = steps_per_epoch * cfg.epochs
@@ -286,7 +305,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     row: dict = history[-1] if history else {}
     epoch_started, epoch_steps = time.time(), 0  # for steps/s: this invocation's steps of the epoch
     while step < total_steps and not stop:
-        loss = train_step(trained, optimizer, *sampler.batch(), runtime)
+        loss = train_step(trained, optimizer, *sampler.batch(), runtime, cfg.ssim_weight)
         epoch_losses.append(loss)
         step += 1
         epoch_steps += 1
@@ -307,6 +326,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             train_loss = torch.tensor(epoch_losses, dtype=torch.float64).mean().item() if epoch_losses else None
             row = {"epoch": step // steps_per_epoch, "step": step, "train_loss": train_loss,
                    "val_loss": metrics.get("val_loss"), "val_psnr": metrics.get("val_psnr"),
+                   "val_ssim": metrics.get("val_ssim"),
                    "lr": optimizer.param_groups[0]["lr"], "time": round(elapsed_before + now - started, 1),
                    "steps_per_s": round(epoch_steps / max(now - epoch_started, 1e-9), 4)}  # fmt: skip
             improved = metrics and metrics["val_psnr"] > best_psnr
@@ -334,6 +354,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     return row if rank == 0 else {}
 
 
+def _initial_weights(cfg: TrainConfig) -> MIRNet:
+    """The model named by cfg.init, checked to have the configuration this run trains."""
+    from .zoo import load_model
+
+    start = load_model(cfg.init)
+    wanted = preset(cfg.preset, **cfg.model_overrides)
+    if start.config != wanted:
+        raise ValueError(f"{cfg.init}: its model ({start.config}) is not the run's ({wanted}); pick the matching --preset")
+    return start
+
+
 def _agree(flag: bool, world: int) -> bool:
     """True on every process if it is true on any (so that all stop or checkpoint together)."""
     if world == 1:
@@ -350,11 +381,12 @@ def _weights_metadata(cfg: TrainConfig, row: dict, runtime: Runtime) -> dict:
 
 def _format_row(row: dict) -> str:
     parts = [f"epoch {row['epoch']}", f"step {row['step']}"]
-    for key, fmt in (("train_loss", ".4f"), ("val_loss", ".4f"), ("val_psnr", ".2f"), ("lr", ".2e")):
+    for key, fmt in (("train_loss", ".4f"), ("val_loss", ".4f"), ("val_psnr", ".2f"), ("val_ssim", ".4f"), ("lr", ".2e")):
         if row.get(key) is not None:
             parts.append(f"{key} {row[key]:{fmt}}")
     parts.append(f"{row['steps_per_s']:.2f} steps/s")
     return " | ".join(parts)
 
 
-__all__ = ["DataError", "TrainConfig", "charbonnier", "plot_history", "train", "train_step", "validate"]
+__all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "plot_history", "ssim_loss", "train", "train_step",
+           "validate"]
