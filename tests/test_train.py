@@ -54,7 +54,8 @@ def test_ssim_weight_changes_the_training(data, tmp_path):
     plain = train(_config(data, tmp_path / "plain", epochs=1))
     with_ssim = train(_config(data, tmp_path / "ssim", epochs=1, ssim_weight=0.5))
     assert with_ssim["train_loss"] > plain["train_loss"]  # the same crops, plus a positive term
-    assert not torch.equal(_weights(tmp_path / "plain")["conv_out.weight"], _weights(tmp_path / "ssim")["conv_out.weight"])
+    plain_weights, ssim_weights = _weights(tmp_path / "plain"), _weights(tmp_path / "ssim")
+    assert not torch.equal(plain_weights["conv_out.weight"], ssim_weights["conv_out.weight"])
 
 
 def test_init_starts_from_the_given_weights(data, tmp_path):
@@ -75,7 +76,8 @@ def test_run_folder_has_config_metrics_checkpoints_and_plots(data, tmp_path):
     assert not [f for f in files if f.endswith(".part")]
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and rows[-1] == row
-    assert set(rows[0]) == {"epoch", "step", "train_loss", "val_loss", "val_psnr", "val_ssim", "lr", "time", "steps_per_s"}
+    assert set(rows[0]) == {"epoch", "step", "train_loss", "val_loss", "val_psnr", "val_ssim", "lr", "time",
+                            "steps_per_s"}  # fmt: skip
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["runtime"]["precision"] == "fp32" and config["runtime"]["hardware"]
     assert set(config["train_pairs"]).isdisjoint(config["val_pairs"])

@@ -114,7 +114,8 @@ def validate(model: nn.Module, pairs: list[Pair], runtime: Runtime) -> dict[str,
         with runtime.autocast():
             output = model(runtime.input(low)).float().clamp(0, 1).cpu()
         image = to_uint8(output[0])
-        sums += torch.tensor([charbonnier(output, high).item(), psnr(image, pair.high), ssim(image, pair.high), 1.0])
+        scores = [charbonnier(output, high).item(), psnr(image, pair.high), ssim(image, pair.high), 1.0]
+        sums += torch.tensor(scores, dtype=torch.float64)
     if world > 1:
         dist.all_reduce(sums)
     model.train()
@@ -361,7 +362,9 @@ def _initial_weights(cfg: TrainConfig) -> MIRNet:
     start = load_model(cfg.init)
     wanted = preset(cfg.preset, **cfg.model_overrides)
     if start.config != wanted:
-        raise ValueError(f"{cfg.init}: its model ({start.config}) is not the run's ({wanted}); pick the matching --preset")
+        raise ValueError(
+            f"{cfg.init}: its model ({start.config}) is not the run's ({wanted}); pick the matching --preset"
+        )
     return start
 
 
@@ -381,12 +384,13 @@ def _weights_metadata(cfg: TrainConfig, row: dict, runtime: Runtime) -> dict:
 
 def _format_row(row: dict) -> str:
     parts = [f"epoch {row['epoch']}", f"step {row['step']}"]
-    for key, fmt in (("train_loss", ".4f"), ("val_loss", ".4f"), ("val_psnr", ".2f"), ("val_ssim", ".4f"), ("lr", ".2e")):
+    formats = {"train_loss": ".4f", "val_loss": ".4f", "val_psnr": ".2f", "val_ssim": ".4f", "lr": ".2e"}
+    for key, fmt in formats.items():
         if row.get(key) is not None:
             parts.append(f"{key} {row[key]:{fmt}}")
     parts.append(f"{row['steps_per_s']:.2f} steps/s")
     return " | ".join(parts)
 
 
-__all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "plot_history", "ssim_loss", "train", "train_step",
-           "validate"]
+__all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "plot_history", "ssim_loss", "train",
+           "train_step", "validate"]  # fmt: skip
