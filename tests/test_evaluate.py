@@ -83,7 +83,7 @@ def test_evaluate_cli_with_weights_and_baselines(paired, tmp_path):
     out = tmp_path / "eval"
     result = subprocess.run(
         [sys.executable, "-m", "mirnet", "evaluate", "--data", str(paired), "--weights", str(tmp_path / "tiny.safetensors"),
-         "--baselines", "--out", str(out), "--json", "--figure", "2", "--device", "cpu"],
+         "--baselines", "--out", str(out), "--json", "--figure", "2", "--device", "cpu", "--precision", "fp32"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -103,4 +103,6 @@ def test_evaluate_cli_errors(paired, tmp_path):
     assert result.returncode == 2 and "absent/low: no such folder" in result.stderr
     result = run("--data", str(paired), "--model", "no-such-model")
     assert result.returncode == 2 and "no-such-model: neither a known model" in result.stderr
+    result = run("--data", str(paired), "--model", "lol-micro", "--device", "cpu", "--precision", "fp16")
+    assert result.returncode == 2 and "fp16 autocast is for CUDA" in result.stderr
     assert "Traceback" not in result.stderr

@@ -116,7 +116,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from .zoo import load_model
 
         source = args.weights or args.model
-        methods[args.label or "mirnet"] = model_method(load_model(source), select_runtime(args.device))
+        runtime = select_runtime(args.device, args.precision)
+        methods[args.label or "mirnet"] = model_method(load_model(source), runtime)
     if args.baselines:
         from .baselines import BASELINES
 
@@ -365,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--summary", action="store_true", help="print the means only")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 autocast where the CPU runs it natively, else fp32 (model cards: fp32)")
     p.set_defaults(run=cmd_evaluate)
 
     p = commands.add_parser("convert-official", help="official MIRNet checkpoint (.pth) to mirnet safetensors")

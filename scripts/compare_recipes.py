@@ -1,0 +1,81 @@
+"""Training recipes side by side: validation PSNR of each (multi-stage) run against its cumulative
+training steps and wall-clock time, as a plot and a table.
+
+    .venv/bin/python scripts/compare_recipes.py \
+        "v1 (2026-11-23)=docs/results/recipes/v1-stage1.csv,docs/results/recipes/v1-stage2.csv" \
+        "v2 (shipped)=docs/models/lol-compact/metrics-stage1.csv,docs/models/lol-compact/metrics-stage2.csv" \
+        --out docs/results/recipes/val-vs-steps.png
+
+Each argument is LABEL=CSV[,CSV...]: the metrics.csv of every stage of one run, in order (the files
+that `mirnet train` writes and scripts/ship_model.py keeps beside the model card). A later stage's
+steps and time continue from the end of the earlier ones. Runs on different machines compare by
+steps; their times are each machine's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+
+def read_run(files: list[str]) -> list[dict]:
+    """The rows of all stages, with steps and seconds made cumulative and a 'stage' column."""
+    rows, steps, seconds = [], 0, 0.0
+    for stage, name in enumerate(files, 1):
+        with open(name, newline="") as f:
+            stage_rows = [{k: float(v) if v not in ("", None) else None for k, v in r.items()} for r in csv.DictReader(f)]
+        for r in stage_rows:
+            rows.append({**r, "stage": stage, "step": steps + r["step"], "time": seconds + r["time"]})
+        steps, seconds = rows[-1]["step"], rows[-1]["time"]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="LABEL=stage1.csv[,stage2.csv...]")
+    parser.add_argument("--out", type=Path, default=Path("docs/results/recipes/val-vs-steps.png"))
+    args = parser.parse_args()
+    runs = {}
+    for spec in args.runs:
+        label, _, files = spec.partition("=")
+        if not files:
+            parser.error(f"{spec}: expected LABEL=CSV[,CSV...]")
+        runs[label] = read_run(files.split(","))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for label, rows in runs.items():
+        for ax, key in zip(axes, ("step", "time")):
+            xs = [r[key] / (60 if key == "time" else 1) for r in rows]
+            ax.plot(xs, [r["val_psnr"] for r in rows], marker="o", ms=3, label=label)
+            for before, after, x in zip(rows, rows[1:], xs):  # a dashed line where each later stage starts
+                if after["stage"] != before["stage"]:
+                    ax.axvline(x, color=ax.lines[-1].get_color(), alpha=0.3, ls="--")
+    axes[0].set_xlabel("training steps (all stages)")
+    axes[1].set_xlabel("wall-clock minutes (each run on its own machine)")
+    for ax in axes:
+        ax.set_ylabel("validation PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+    print("| recipe | stages | steps | time (min) | best val PSNR (dB) | its val SSIM |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, rows in runs.items():
+        last_stage = [r for r in rows if r["stage"] == rows[-1]["stage"]]
+        best = max(last_stage, key=lambda r: r["val_psnr"])
+        ssim = "-" if best.get("val_ssim") is None else f"{best['val_ssim']:.4f}"
+        print(f"| {label} | {rows[-1]['stage']:.0f} | {rows[-1]['step']:,.0f} | {rows[-1]['time'] / 60:.1f} | "
+              f"{best['val_psnr']:.2f} | {ssim} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
