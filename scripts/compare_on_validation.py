@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     _, held = split_by_scene(load_pairs(args.data), args.val_pairs, seed=args.seed)
-    runtime = select_runtime("cpu")
+    runtime = select_runtime("cpu", "fp32")  # as the model cards: the same numbers on every CPU
     models = {name: load_model(name) for name in args.models.split(",")}
     result = evaluate(held, {name: model_method(m, runtime) for name, m in models.items()})
     print(f"{len(held)} held-out pairs of {args.data} (seeds split, seed {args.seed}); {hardware_name()}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from mirnet import count_macs, count_parameters, load_weights, save_weights
-from mirnet.data import load_pairs
+from mirnet.data import find_pairs, load_pairs
 from mirnet.evaluate import CONVENTIONS, comparison_figure, evaluate, model_method
 from mirnet.runtime import select_runtime
 from mirnet.weights import read_metadata
@@ -144,6 +144,7 @@ def main() -> None:
         f"stage {i}: the first {s.train['val_limit'] or len(s.config['val_pairs'])}" for i, s in enumerate(stages, 1)
     )
     per_image = result.to_markdown(per_image=True)
+    held_out = len(find_pairs(train["data"])) - len(config["train_pairs"])  # whole scenes: at least val_pairs
     cfg = model.config
     card = f"""# {args.title or args.name}
 
@@ -164,7 +165,7 @@ laptop-class CPU. Shipped in the package as `src/mirnet/pretrained/{args.name}.s
 
 | | |
 | --- | --- |
-| data | LOL `our485`, split `{train['split']}` ({len(config['train_pairs'])} training pairs, {train['val_pairs']} held out by scene; validation on the held-out pairs, {validation}) |
+| data | LOL `our485`, split `{train['split']}` ({len(config['train_pairs'])} training pairs, {held_out} held out by scene; validation on the held-out pairs, {validation}) |
 | steps | {total_steps}{in_stages} |
 | wall time | {total_minutes:.1f} min (validation included) |
 | hardware | {runtime_record['hardware']}, {runtime_record['threads']} threads, torch {runtime_record['torch']}, {runtime_record['precision']}{' + channels_last' if runtime_record['channels_last'] else ''} (CPU capability {runtime_record['cpu_capability']}) |
