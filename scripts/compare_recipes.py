@@ -49,10 +49,11 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    for label, rows in runs.items():
+    for index, (label, rows) in enumerate(runs.items()):
         for ax, key in zip(axes, ("step", "time")):
             xs = [r[key] / (60 if key == "time" else 1) for r in rows]
-            ax.plot(xs, [r["val_psnr"] for r in rows], marker="o", ms=3, label=label)
+            # Earlier runs on top: a run that extends another (a further stage) shows only its extension.
+            ax.plot(xs, [r["val_psnr"] for r in rows], marker="o", ms=3, label=label, zorder=len(runs) - index)
             for before, after, x in zip(rows, rows[1:], xs):  # a dashed line where each later stage starts
                 if after["stage"] != before["stage"]:
                     ax.axvline(x, color=ax.lines[-1].get_color(), alpha=0.3, ls="--")
