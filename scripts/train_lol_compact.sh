@@ -3,10 +3,10 @@
 #   1. 21,600 steps on 4 x 128x128 crops (learns local restoration cheaply);
 #   2. 2,700 steps on 1 x 256x256 crop, started from stage 1's best weights (the same pixels per step
 #      but 4x the context per crop, for the global exposure that the channel attention pools).
-# Both stages hold out 65 pairs of our485 by whole scenes (420 left to train on), add 0.5 x (1 - SSIM) to
-# the Charbonnier loss, validate on held-out scenes only (never eval15) and keep their best
-# checkpoint. Run it again to resume after an interruption: a stage that has a checkpoint continues,
-# a finished stage is skipped.
+# Both stages hold out 65 pairs of our485 by whole scenes (420 left to train on), add
+# 0.5 x (1 - SSIM) to the Charbonnier loss, validate on held-out scenes only (never eval15) and keep
+# their best checkpoint. Run it again to resume after an interruption: a stage that has a checkpoint
+# continues, a finished stage is skipped.
 #
 #   scripts/train_lol_compact.sh [OUR485_FOLDER] [RUN_FOLDER] [TRAIN OPTIONS...]
 #
