@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    enhancer = Enhancer(args.model, device="cpu")
+    enhancer = Enhancer(args.model, device="cpu", precision="fp32")  # bf16 rounding would add its own differences
     pairs = load_pairs(args.data)[: args.images]
     rows = []
     combos = [(int(t), int(o), int(c)) for t in args.tiles.split(",") for o in args.overlaps.split(",")
