@@ -103,9 +103,30 @@ def test_training_lowers_validation_loss_and_beats_the_input(tmp_path):
     assert row["val_psnr"] > input_psnr + 3
 
 
-@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
-def test_interrupted_and_resumed_equals_uninterrupted(data, tmp_path, schedule):
-    extra = {"schedule": schedule, "warmup_steps": 2, "patience": 0}
+def test_ema_averages_the_weights_and_is_what_is_validated_and_saved(data, tmp_path):
+    decay = 0.9
+    run = tmp_path / "run"
+    train(_config(data, run, epochs=1, max_steps=1, ema=decay))
+    first = _weights(run)
+    train(_config(data, run, epochs=1, max_steps=2, ema=decay), resume=True)
+    second = _weights(run)
+    ema = torch.load(run / "last.pt", weights_only=True)["ema"]
+    # The first update copies the weights, each later one keeps decay of the average and adds (1 - decay) of the new weights.
+    key = "conv_out.weight"
+    assert not torch.equal(first[key], second[key])
+    assert torch.allclose(ema[f"module.{key}"], decay * first[key] + (1 - decay) * second[key], atol=1e-7)
+    train(_config(data, run, epochs=1, ema=decay), resume=True)  # to the end of the epoch: validated, saved
+    ema = torch.load(run / "last.pt", weights_only=True)["ema"]
+    saved, raw = load_weights(run / "best.safetensors").state_dict(), _weights(run)
+    assert torch.equal(saved[key], ema[f"module.{key}"].contiguous())
+    assert not torch.equal(saved[key], raw[key].contiguous())
+    with pytest.raises(ValueError, match="ema decay"):
+        train(_config(data, tmp_path / "bad", ema=1.5))
+
+
+@pytest.mark.parametrize("schedule, ema", [("plateau", 0.0), ("cosine", 0.0), ("cosine", 0.9)])
+def test_interrupted_and_resumed_equals_uninterrupted(data, tmp_path, schedule, ema):
+    extra = {"schedule": schedule, "warmup_steps": 2, "patience": 0, "ema": ema}
     train(_config(data, tmp_path / "whole", **extra))
     train(_config(data, tmp_path / "parts", max_steps=4, **extra))  # stops mid-epoch 2
     assert torch.load(tmp_path / "parts" / "last.pt", weights_only=True)["step"] == 4

@@ -348,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=["plateau", "cosine"], help="default plateau (on validation PSNR)")
     p.add_argument("--warmup-steps", type=int, help="linear warm-up for the cosine schedule")
     p.add_argument("--ssim-weight", type=float, help="add this weight x (1 - SSIM) to the Charbonnier loss (default 0)")
+    p.add_argument("--ema", type=float, help="validate and save a moving average of the weights with this decay, e.g. 0.999 (default 0: off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])

@@ -4,6 +4,10 @@ A run folder holds: config.json (the TrainConfig and the machine), metrics.jsonl
 (one row per epoch), last.pt (full training state, for --resume), best.safetensors (weights of the
 best validation PSNR), loss.png and psnr.png. Every file is written atomically.
 
+With `ema` set, an exponential moving average of the weights is what is validated and saved: LOL's
+validation PSNR swings by tenths of a dB from epoch to epoch with the global exposure the model
+settles on, and the average of the last thousand or so steps swings less than any one of them.
+
 Multi-process: launch with torchrun; each process draws its own crops (per-process batch size),
 gradients are averaged by DistributedDataParallel, validation is sharded across processes.
 """
@@ -61,6 +65,7 @@ class TrainConfig:
     warmup_steps: int = 0
     min_lr: float = 1e-6
     ssim_weight: float = 0.0  # loss = Charbonnier + ssim_weight * (1 - SSIM); 0 is the paper's loss
+    ema: float = 0.0  # decay of a moving average of the weights, validated and saved instead (0: off)
     patience: int = 5  # epochs without a better val PSNR before the plateau schedule halves the rate
     seed: int = 0
     device: str = "auto"
@@ -252,6 +257,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_pairs) // (cfg.batch_size * world))
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ema = _make_ema(model, cfg.ema)
+    evaluated = ema.module if ema is not None else model  # the weights that are validated and saved
     scheduler = _make_scheduler(cfg, optimizer, total_steps)
     step, best_psnr, elapsed_before = 0, -math.inf, 0.0
     epoch_losses: list[float] = []  # this epoch's losses so far (checkpointed: metrics resume exactly too)
@@ -260,6 +267,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         state = torch.load(run.last, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["samplers"][rank])
         torch.set_rng_state(state["torch_rng"])
@@ -291,6 +300,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                      "scheduler": scheduler.state_dict(), "samplers": samplers, "torch_rng": torch.get_rng_state(),
                      "step": step, "best_psnr": best_psnr, "elapsed": elapsed_before + time.time() - started,
                      "epoch_losses": epoch_losses}  # fmt: skip
+            if ema is not None:
+                state["ema"] = ema.state_dict()
             with atomic_output(run.last) as tmp:
                 torch.save(state, tmp)
 
@@ -307,6 +318,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     epoch_started, epoch_steps = time.time(), 0  # for steps/s: this invocation's steps of the epoch
     while step < total_steps and not stop:
         loss = train_step(trained, optimizer, *sampler.batch(), runtime, cfg.ssim_weight)
+        if ema is not None:
+            ema.update_parameters(model)
         epoch_losses.append(loss)
         step += 1
         epoch_steps += 1
@@ -321,7 +334,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         stop = _agree(out_of_time or out_of_steps, world)
         if step % steps_per_epoch == 0:
             # The bare model: DDP's forward would sync buffers, a collective that uneven shards would hang.
-            metrics = validate(model, val_pairs, runtime) if val_pairs else {}
+            metrics = validate(evaluated, val_pairs, runtime) if val_pairs else {}
             if cfg.schedule == "plateau" and metrics:
                 scheduler.step(metrics["val_psnr"])
             train_loss = torch.tensor(epoch_losses, dtype=torch.float64).mean().item() if epoch_losses else None
@@ -336,7 +349,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             if rank == 0:
                 history.append(row)
                 if improved or (not val_pairs):
-                    save_weights(model, run.best, metadata=_weights_metadata(cfg, row, runtime))
+                    save_weights(evaluated, run.best, metadata=_weights_metadata(cfg, row, runtime))
                 run.write_history(history)
                 plot_history(history, run.folder)
                 if progress is not None:
@@ -353,6 +366,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return row if rank == 0 else {}
+
+
+def _make_ema(model: MIRNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of model's weights (None when decay is 0)."""
+    if not decay:
+        return None
+    if not 0 < decay < 1:
+        raise ValueError(f"ema decay must be in (0, 1), got {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _initial_weights(cfg: TrainConfig) -> MIRNet:
