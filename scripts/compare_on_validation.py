@@ -4,6 +4,9 @@ the fair way to choose between finalists of different runs.
     .venv/bin/python scripts/compare_on_validation.py --data ../shared/data/LOL/our485 --val-pairs 64 \
         --models lol-compact,lol-micro
 
+A model given as A+B+... is the uniform average of those weights (a "model soup", Wortsman et al.
+2022), which only makes sense for runs fine-tuned from the same starting weights.
+
 The seeds split holds out whole scenes in a fixed shuffled order, so the pairs held out with
 --val-pairs 64 are also held out by every run that held out 64 or more (lol-compact held out 185).
 """
@@ -12,10 +15,20 @@ from __future__ import annotations
 
 import argparse
 
-from mirnet import count_macs, count_parameters, load_model
+from mirnet import MIRNet, count_macs, count_parameters, load_model
 from mirnet.data import load_pairs, split_by_scene
 from mirnet.evaluate import evaluate, model_method
 from mirnet.runtime import hardware_name, select_runtime
+
+
+def average(sources: list[str]) -> MIRNet:
+    """The uniform average of the weights of these models (all of one configuration)."""
+    models = [load_model(source) for source in sources]
+    if any(m.config != models[0].config for m in models):
+        raise SystemExit(f"{'+'.join(sources)}: the models have different configurations")
+    states = [m.state_dict() for m in models]
+    models[0].load_state_dict({k: sum(state[k] for state in states) / len(states) for k in states[0]})
+    return models[0]
 
 
 def main() -> None:
@@ -28,7 +41,7 @@ def main() -> None:
 
     _, held = split_by_scene(load_pairs(args.data), args.val_pairs, seed=args.seed)
     runtime = select_runtime("cpu", "fp32")  # as the model cards: the same numbers on every CPU
-    models = {name: load_model(name) for name in args.models.split(",")}
+    models = {name: average(name.split("+")) for name in args.models.split(",")}
     result = evaluate(held, {name: model_method(m, runtime) for name, m in models.items()})
     print(f"{len(held)} held-out pairs of {args.data} (seeds split, seed {args.seed}); {hardware_name()}")
     print("| model | params | GMACs @600x400 | PSNR (dB) | SSIM | GT-mean PSNR (dB) |")

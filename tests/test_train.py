@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import make_pairs
 
-from mirnet.metrics import ssim
-from mirnet.train import TrainConfig, charbonnier, ssim_loss, train
+from mirnet.metrics import psnr, ssim
+from mirnet.train import TrainConfig, charbonnier, psnr_loss, ssim_loss, train
 from mirnet.weights import load_weights
 
 TINY_MODEL = {"channels": 4, "num_streams": 2}
@@ -48,6 +48,26 @@ def test_ssim_loss_is_one_minus_the_metric():
     assert 0.2 < metric < 0.95
     assert 1 - ssim_loss(a.double() / 255, b.double() / 255).item() == pytest.approx(metric, abs=1e-9)
     assert ssim_loss(a.double() / 255, a.double() / 255).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_psnr_loss_is_minus_the_metric_of_each_image_averaged():
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randint(0, 256, (2, 3, 16, 12), generator=generator, dtype=torch.uint8)
+    b = (a.double() + torch.randint(-20, 21, a.shape, generator=generator)).clamp(0, 255).to(torch.uint8)
+    b[1] = (b[1].double() * 0.5).to(torch.uint8)  # one image far worse: the mean is of each image's dB
+    metric = [psnr(x.permute(1, 2, 0).numpy(), y.permute(1, 2, 0).numpy()) for x, y in zip(a, b)]
+    assert metric[0] - metric[1] > 5
+    assert psnr_loss(a.double() / 255, b.double() / 255).item() == pytest.approx(-sum(metric) / 2, abs=1e-4)  # eps 1e-8
+
+
+def test_loss_choice_changes_the_training_and_is_checked(data, tmp_path):
+    train(_config(data, tmp_path / "charbonnier", epochs=1))
+    row = train(_config(data, tmp_path / "psnr", epochs=1, loss="psnr"))
+    assert row["train_loss"] < 0  # minus a PSNR in dB
+    first, second = _weights(tmp_path / "charbonnier"), _weights(tmp_path / "psnr")
+    assert not torch.equal(first["conv_out.weight"], second["conv_out.weight"])
+    with pytest.raises(ValueError, match="unknown loss 'l2'"):
+        train(_config(data, tmp_path / "bad", loss="l2"))
 
 
 def test_ssim_weight_changes_the_training(data, tmp_path):
@@ -95,7 +115,6 @@ def test_training_lowers_validation_loss_and_beats_the_input(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["val_loss"] < rows[0]["val_loss"]
     from mirnet.data import load_pairs
-    from mirnet.metrics import psnr
 
     val = json.loads((tmp_path / "run" / "config.json").read_text())["val_pairs"]
     pairs = [p for p in load_pairs(data) if p.stem in val]

@@ -64,7 +64,8 @@ class TrainConfig:
     schedule: str = "plateau"  # "plateau": x0.5 when val PSNR stalls (the seeds); "cosine": warm-up + cosine
     warmup_steps: int = 0
     min_lr: float = 1e-6
-    ssim_weight: float = 0.0  # loss = Charbonnier + ssim_weight * (1 - SSIM); 0 is the paper's loss
+    loss: str = "charbonnier"  # "charbonnier" (the paper's) or "psnr" (minus each crop's PSNR in dB, averaged)
+    ssim_weight: float = 0.0  # loss = LOSS + ssim_weight * (1 - SSIM); 0 is the paper's loss
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved instead (0: off)
     patience: int = 5  # epochs without a better val PSNR before the plateau schedule halves the rate
     seed: int = 0
@@ -86,6 +87,18 @@ def charbonnier(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -
     return torch.sqrt((output - target) ** 2 + eps**2).mean()
 
 
+def psnr_loss(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Minus the PSNR in dB (peak 1) of each image of a (B, 3, H, W) batch, averaged over the batch.
+
+    The metric itself, per crop as the metric is per image: an error costs in proportion to the
+    crop's whole error (log of the MSE), not pixel by pixel as in Charbonnier's L1."""
+    mse = ((output - target) ** 2).flatten(1).mean(1)
+    return (10 * torch.log10(mse + eps)).mean()
+
+
+LOSSES = {"charbonnier": charbonnier, "psnr": psnr_loss}
+
+
 def ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - SSIM of (B, 3, H, W) images in [0, 1], per channel as the metric (11x11 Gaussian window)."""
     flat = (-1, 1, *output.shape[-2:])
@@ -93,13 +106,13 @@ def ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, low, high, runtime: Runtime,
-               ssim_weight: float = 0.0) -> float:  # fmt: skip
+               ssim_weight: float = 0.0, loss_name: str = "charbonnier") -> float:  # fmt: skip
     """One optimizer step on a batch; the loss is on the output clamped to [0, 1], as the official code."""
     optimizer.zero_grad(set_to_none=True)
     with runtime.autocast():
         output = model(runtime.input(low))
     output, target = output.float().clamp(0, 1), runtime.input(high)
-    loss = charbonnier(output, target)
+    loss = LOSSES[loss_name](output, target)
     if ssim_weight:
         loss = loss + ssim_weight * ssim_loss(output, target.float())
     loss.backward()
@@ -243,6 +256,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if resume and not run.last.exists():
         raise ValueError(f"{run.folder}: nothing to resume (no last.pt)")
 
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; use {' or '.join(LOSSES)}")
     runtime = select_runtime(cfg.device, cfg.precision, cfg.channels_last)
     if runtime.device.type == "cuda" and world > 1:
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", torch.cuda.current_device()))
@@ -317,7 +332,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     row: dict = history[-1] if history else {}
     epoch_started, epoch_steps = time.time(), 0  # for steps/s: this invocation's steps of the epoch
     while step < total_steps and not stop:
-        loss = train_step(trained, optimizer, *sampler.batch(), runtime, cfg.ssim_weight)
+        loss = train_step(trained, optimizer, *sampler.batch(), runtime, cfg.ssim_weight, cfg.loss)
         if ema is not None:
             ema.update_parameters(model)
         epoch_losses.append(loss)
@@ -416,5 +431,5 @@ def _format_row(row: dict) -> str:
     return " | ".join(parts)
 
 
-__all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "plot_history", "ssim_loss", "train",
+__all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "plot_history", "psnr_loss", "ssim_loss", "train",
            "train_step", "validate"]  # fmt: skip
