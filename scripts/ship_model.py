@@ -59,14 +59,16 @@ class Stage:
     def recipe(self, previous: int | None) -> str:
         """The stage's recipe in words; `previous`: the number of the stage it started from, if any."""
         t = self.train
-        loss = "Charbonnier" + (f" + {t['ssim_weight']:g} x (1 - SSIM)" if t.get("ssim_weight") else "")
+        loss = {"charbonnier": "Charbonnier", "psnr": "minus the PSNR (dB) of each crop"}[t.get("loss", "charbonnier")]
+        loss += f" + {t['ssim_weight']:g} x (1 - SSIM)" if t.get("ssim_weight") else ""
+        ema = f"; validated and kept: a moving average of the weights (decay {t['ema']:g})" if t.get("ema") else ""
         warmup = f" with {t['warmup_steps']} warm-up steps" if t["schedule"] == "cosine" else ""
         if previous is not None:
             start = f"from stage {previous}'s best weights"
         else:
             start = f"from `{Path(t['init']).name}`" if t.get("init") else "from scratch"
         return (f"{start}; {loss} loss, Adam lr {t['lr']:g}, {t['schedule']} schedule{warmup}, batch "
-                f"{t['batch_size']} x {t['crop']}x{t['crop']} crops{', 8 flips/rotations' if t['augment'] else ''}")  # fmt: skip
+                f"{t['batch_size']} x {t['crop']}x{t['crop']} crops{', 8 flips/rotations' if t['augment'] else ''}{ema}")  # fmt: skip
 
 
 def _cell(row: dict, key: str, fmt: str) -> str:

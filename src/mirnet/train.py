@@ -6,7 +6,8 @@ best validation PSNR), loss.png and psnr.png. Every file is written atomically.
 
 With `ema` set, an exponential moving average of the weights is what is validated and saved: LOL's
 validation PSNR swings by tenths of a dB from epoch to epoch with the global exposure the model
-settles on, and the average of the last thousand or so steps swings less than any one of them.
+settles on, and the average of the last thousand or so steps swings less than any one of them
+(it smoothed lol-compact's second stage but, lagging, ended 0.1 dB lower: README, Trained models).
 
 Multi-process: launch with torchrun; each process draws its own crops (per-process batch size),
 gradients are averaged by DistributedDataParallel, validation is sharded across processes.
