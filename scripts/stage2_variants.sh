@@ -22,17 +22,17 @@ common=(--data "$data" --preset compact --augment --schedule cosine --val-pairs 
 shipped=(--crop 256 --epochs 6 --steps-per-epoch 450 --ssim-weight 0.5)  # the shipped stage 2
 
 for name in "${variants[@]}"; do
-    case $name in
-        ema) args=("${shipped[@]}" --ema 0.999) ;;
-        crop384) args=(--crop 384 --epochs 6 --steps-per-epoch 400 --ssim-weight 0.5) ;;
-        psnr-loss) args=(--crop 256 --epochs 6 --steps-per-epoch 450 --loss psnr --ssim-weight 50) ;;
-        long) args=(--crop 256 --epochs 12 --steps-per-epoch 450 --ssim-weight 0.5) ;;
+    case $name in  # each variant: what it changes (a later option overrides the shipped one)
+        ema) change=(--ema 0.999) ;;
+        crop384) change=(--crop 384 --steps-per-epoch 400) ;;
+        psnr-loss) change=(--loss psnr --ssim-weight 50) ;;
+        long) change=(--epochs 12) ;;
         *) echo "unknown variant $name (ema, crop384, psnr-loss, long)" >&2; exit 2 ;;
     esac
     folder="$out/$name"
     if [[ -f "$folder/last.pt" ]]; then
         "$root/run.sh" train --out "$folder" --resume
     else
-        "$root/run.sh" train --out "$folder" "${common[@]}" "${args[@]}"
+        "$root/run.sh" train --out "$folder" "${common[@]}" "${shipped[@]}" "${change[@]}"
     fi
 done

@@ -130,7 +130,8 @@ def test_ema_averages_the_weights_and_is_what_is_validated_and_saved(data, tmp_p
     train(_config(data, run, epochs=1, max_steps=2, ema=decay), resume=True)
     second = _weights(run)
     ema = torch.load(run / "last.pt", weights_only=True)["ema"]
-    # The first update copies the weights, each later one keeps decay of the average and adds (1 - decay) of the new weights.
+    # The first update copies the weights; each later one keeps decay of the average and adds
+    # (1 - decay) of the new weights.
     key = "conv_out.weight"
     assert not torch.equal(first[key], second[key])
     assert torch.allclose(ema[f"module.{key}"], decay * first[key] + (1 - decay) * second[key], atol=1e-7)

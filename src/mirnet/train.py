@@ -65,7 +65,7 @@ class TrainConfig:
     schedule: str = "plateau"  # "plateau": x0.5 when val PSNR stalls (the seeds); "cosine": warm-up + cosine
     warmup_steps: int = 0
     min_lr: float = 1e-6
-    loss: str = "charbonnier"  # "charbonnier" (the paper's) or "psnr" (minus each crop's PSNR in dB, averaged)
+    loss: str = "charbonnier"  # "charbonnier" (the paper's) or "psnr" (minus each crop's PSNR in dB)
     ssim_weight: float = 0.0  # loss = LOSS + ssim_weight * (1 - SSIM); 0 is the paper's loss
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved instead (0: off)
     patience: int = 5  # epochs without a better val PSNR before the plateau schedule halves the rate
@@ -432,5 +432,5 @@ def _format_row(row: dict) -> str:
     return " | ".join(parts)
 
 
-__all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "plot_history", "psnr_loss", "ssim_loss", "train",
-           "train_step", "validate"]  # fmt: skip
+__all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "plot_history", "psnr_loss", "ssim_loss",
+           "train", "train_step", "validate"]  # fmt: skip
