@@ -4,6 +4,8 @@ the fair way to choose between finalists of different runs.
     .venv/bin/python scripts/compare_on_validation.py --data ../shared/data/LOL/our485 --val-pairs 64 \
         --models lol-compact,lol-micro
 
+A model is a bundled name or a weights file; a run's last.pt stands for the weights where that run
+stopped (its moving average, if it kept one), to compare where runs end with the epochs they picked.
 A model given as A+B+... is the uniform average of those weights (a "model soup", Wortsman et al.
 2022), which only makes sense for runs fine-tuned from the same starting weights.
 
@@ -19,11 +21,16 @@ from mirnet import MIRNet, count_macs, count_parameters, load_model
 from mirnet.data import load_pairs, split_by_scene
 from mirnet.evaluate import evaluate, model_method
 from mirnet.runtime import hardware_name, select_runtime
+from mirnet.train import latest_weights
+
+
+def load(source: str) -> MIRNet:
+    return latest_weights(source) if source.endswith(".pt") else load_model(source)
 
 
 def average(sources: list[str]) -> MIRNet:
     """The uniform average of the weights of these models (all of one configuration)."""
-    models = [load_model(source) for source in sources]
+    models = [load(source) for source in sources]
     if any(m.config != models[0].config for m in models):
         raise SystemExit(f"{'+'.join(sources)}: the models have different configurations")
     states = [m.state_dict() for m in models]

@@ -12,7 +12,7 @@ import torch
 from conftest import make_pairs
 
 from mirnet.metrics import psnr, ssim
-from mirnet.train import TrainConfig, charbonnier, psnr_loss, ssim_loss, train
+from mirnet.train import TrainConfig, charbonnier, latest_weights, psnr_loss, ssim_loss, train
 from mirnet.weights import load_weights
 
 TINY_MODEL = {"channels": 4, "num_streams": 2}
@@ -140,8 +140,18 @@ def test_ema_averages_the_weights_and_is_what_is_validated_and_saved(data, tmp_p
     saved, raw = load_weights(run / "best.safetensors").state_dict(), _weights(run)
     assert torch.equal(saved[key], ema[f"module.{key}"].contiguous())
     assert not torch.equal(saved[key], raw[key].contiguous())
+    assert torch.equal(latest_weights(run / "last.pt").state_dict()[key], saved[key])
     with pytest.raises(ValueError, match="ema decay"):
         train(_config(data, tmp_path / "bad", ema=1.5))
+
+
+def test_latest_weights_are_where_the_run_stopped(data, tmp_path):
+    run = tmp_path / "run"
+    train(_config(data, run, epochs=1, max_steps=1))  # stopped before any validation: no best yet
+    latest, raw = latest_weights(run / "last.pt").state_dict(), _weights(run)
+    assert latest.keys() == raw.keys() and all(torch.equal(latest[k], raw[k]) for k in raw)
+    with pytest.raises(FileNotFoundError, match="not a training checkpoint"):
+        latest_weights(tmp_path / "missing" / "last.pt")
 
 
 @pytest.mark.parametrize("schedule, ema", [("plateau", 0.0), ("cosine", 0.0), ("cosine", 0.9)])

@@ -7,7 +7,8 @@ best validation PSNR), loss.png and psnr.png. Every file is written atomically.
 With `ema` set, an exponential moving average of the weights is what is validated and saved: LOL's
 validation PSNR swings by tenths of a dB from epoch to epoch with the global exposure the model
 settles on, and the average of the last thousand or so steps swings less than any one of them
-(it smoothed lol-compact's second stage but, lagging, ended 0.1 dB lower: README, Trained models).
+(it smoothed lol-compact's second stage but, lagging, ended 0.1 dB lower; in its first stage it
+gave better weights, which the second stage did not keep ahead: README, Trained models).
 
 Multi-process: launch with torchrun; each process draws its own crops (per-process batch size),
 gradients are averaged by DistributedDataParallel, validation is sharded across processes.
@@ -32,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import preset
+from .config import MIRNetConfig, preset
 from .data import CropSampler, DataError, Pair, load_pairs, split_by_scene, to_tensor, to_uint8
 from .files import atomic_output
 from .metrics import psnr, ssim, ssim_map
@@ -382,6 +383,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return row if rank == 0 else {}
+
+
+def latest_weights(last: str | Path) -> MIRNet:
+    """The model where a run's last.pt left it (its moving average, if the run kept one): best.safetensors
+    holds only the best validated epoch, and where a run ends can differ from that by tenths of a dB."""
+    last = Path(last)
+    config = last.parent / "config.json"
+    if not last.is_file() or not config.is_file():
+        raise FileNotFoundError(f"{last}: not a training checkpoint beside its run's config.json")
+    model = MIRNet(MIRNetConfig.from_dict(json.loads(config.read_text())["model"]))
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    if "ema" in state:  # AveragedModel's state: the wrapped model's under "module.", and a step count
+        weights = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    else:
+        weights = state["model"]
+    model.load_state_dict(weights)
+    return model
 
 
 def _make_ema(model: MIRNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Variants of lol-compact's first stage (recipe v2), each followed by the shipped second stage from
+# its own best weights, all holding out the same our485 scenes (never eval15). Run it again to
+# resume: a finished stage is skipped, an interrupted one continues.
+#
+#   scripts/stage1_variants.sh [OUR485_FOLDER] [OUT_FOLDER] [VARIANT...]
+#
+# Variants: ema (a 0.999 moving average of the weights is validated and kept in stage 1), short (a
+# 12-epoch cosine instead of 18, validated on 64 held-out pairs instead of 32).
+# Compare them with scripts/compare_recipes.py and scripts/compare_on_validation.py (README, Trained
+# models).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+data="${1:-$root/../shared/data/LOL/our485}"
+out="${2:-runs/stage1-variants}"
+variants=("${@:3}")
+[[ ${#variants[@]} -gt 0 ]] || variants=(ema short)
+
+common=(--data "$data" --preset compact --augment --schedule cosine --val-pairs 64 --ssim-weight 0.5 --precision fp32)
+shipped1=(--epochs 18 --steps-per-epoch 1200 --lr 5e-4 --warmup-steps 200 --val-limit 32)
+shipped2=(--crop 256 --batch-size 1 --epochs 6 --steps-per-epoch 450 --lr 2e-4 --warmup-steps 50 --val-limit 64)
+
+stage() {  # stage FOLDER ARGS...: train, or resume the run already in FOLDER
+    local folder=$1
+    shift
+    if [[ -f "$folder/last.pt" ]]; then
+        "$root/run.sh" train --out "$folder" --resume
+    else
+        "$root/run.sh" train --out "$folder" "$@"
+    fi
+}
+
+for name in "${variants[@]}"; do
+    case $name in  # each variant: what it changes in stage 1 (a later option overrides the shipped one)
+        ema) change=(--ema 0.999) ;;
+        short) change=(--epochs 12 --val-limit 64) ;;
+        *) echo "unknown variant $name (ema, short)" >&2; exit 2 ;;
+    esac
+    stage "$out/$name/stage1" "${common[@]}" "${shipped1[@]}" "${change[@]}"
+    stage "$out/$name/stage2" "${common[@]}" "${shipped2[@]}" --init "$out/$name/stage1/best.safetensors"
+done
