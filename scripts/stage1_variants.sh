@@ -20,15 +20,7 @@ common=(--data "$data" --preset compact --augment --schedule cosine --val-pairs 
 shipped1=(--epochs 18 --steps-per-epoch 1200 --lr 5e-4 --warmup-steps 200 --val-limit 32)
 shipped2=(--crop 256 --batch-size 1 --epochs 6 --steps-per-epoch 450 --lr 2e-4 --warmup-steps 50 --val-limit 64)
 
-stage() {  # stage FOLDER ARGS...: train, or resume the run already in FOLDER
-    local folder=$1
-    shift
-    if [[ -f "$folder/last.pt" ]]; then
-        "$root/run.sh" train --out "$folder" --resume
-    else
-        "$root/run.sh" train --out "$folder" "$@"
-    fi
-}
+source "$root/scripts/stage.sh"
 
 for name in "${variants[@]}"; do
     case $name in  # each variant: what it changes in stage 1 (a later option overrides the shipped one)

@@ -17,6 +17,7 @@ out="${3:-runs/stage2-variants}"
 variants=("${@:4}")
 [[ ${#variants[@]} -gt 0 ]] || variants=(ema crop384 psnr-loss long)
 
+source "$root/scripts/stage.sh"
 common=(--data "$data" --preset compact --augment --schedule cosine --val-pairs 64 --val-limit 64
         --precision fp32 --init "$init" --batch-size 1 --lr 2e-4 --warmup-steps 50)
 shipped=(--crop 256 --epochs 6 --steps-per-epoch 450 --ssim-weight 0.5)  # the shipped stage 2
@@ -29,10 +30,5 @@ for name in "${variants[@]}"; do
         long) change=(--epochs 12) ;;
         *) echo "unknown variant $name (ema, crop384, psnr-loss, long)" >&2; exit 2 ;;
     esac
-    folder="$out/$name"
-    if [[ -f "$folder/last.pt" ]]; then
-        "$root/run.sh" train --out "$folder" --resume
-    else
-        "$root/run.sh" train --out "$folder" "${common[@]}" "${shipped[@]}" "${change[@]}"
-    fi
+    stage "$out/$name" "${common[@]}" "${shipped[@]}" "${change[@]}"
 done

@@ -18,15 +18,7 @@ data="${1:-$root/../shared/data/LOL/our485}"
 out="${2:-runs/lol-compact}"
 extra=("${@:3}")
 
-stage() {  # stage FOLDER ARGS...: train, or resume the run already in FOLDER
-    local folder=$1
-    shift
-    if [[ -f "$folder/last.pt" ]]; then
-        "$root/run.sh" train --out "$folder" --resume
-    else
-        "$root/run.sh" train --out "$folder" "$@"
-    fi
-}
+source "$root/scripts/stage.sh"
 
 common=(--data "$data" --preset compact --augment --schedule cosine --val-pairs 64 --ssim-weight 0.5 "${extra[@]}")
 stage "$out/stage1" "${common[@]}" --epochs 18 --steps-per-epoch 1200 --lr 5e-4 --warmup-steps 200 --val-limit 32

@@ -1,0 +1,12 @@
+# Sourced by the training scripts: stage FOLDER ARGS... trains a run in FOLDER with `mirnet train
+# ARGS...`, or resumes the run already there (a finished one is skipped), so a script run again
+# after an interruption continues where it stopped. Needs $root, the repository root.
+stage() {
+    local folder=$1
+    shift
+    if [[ -f "$folder/last.pt" ]]; then
+        "$root/run.sh" train --out "$folder" --resume
+    else
+        "$root/run.sh" train --out "$folder" "$@"
+    fi
+}
