@@ -8,6 +8,8 @@ A model is a bundled name or a weights file; a run's last.pt stands for the weig
 stopped (its moving average, if it kept one), to compare where runs end with the epochs they picked.
 A model given as A+B+... is the uniform average of those weights (a "model soup", Wortsman et al.
 2022), which only makes sense for runs fine-tuned from the same starting weights.
+With --self-ensemble each model also gets a row "NAME x8": the mean of its 8 flipped/rotated views
+(mirnet.enhance.self_ensemble, what `mirnet enhance --self-ensemble` does), at 8 times the cost.
 
 The seeds split holds out whole scenes in a fixed shuffled order, so the pairs held out with
 --val-pairs 64 are also held out by every run that held out 64 or more (lol-compact held out 185).
@@ -44,19 +46,27 @@ def main() -> None:
     parser.add_argument("--val-pairs", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default="lol-compact,lol-micro")
+    parser.add_argument("--self-ensemble", action="store_true", help="also score each model's x8 self-ensemble")
     args = parser.parse_args()
 
     _, held = split_by_scene(load_pairs(args.data), args.val_pairs, seed=args.seed)
     runtime = select_runtime("cpu", "fp32")  # as the model cards: the same numbers on every CPU
     models = {name: average(name.split("+")) for name in args.models.split(",")}
-    result = evaluate(held, {name: model_method(m, runtime) for name, m in models.items()})
+    methods = {name: model_method(m, runtime) for name, m in models.items()}
+    passes = dict.fromkeys(models, 1)  # forward passes per image, for the cost column
+    if args.self_ensemble:
+        methods.update({f"{name} x8": model_method(m, runtime, self_ensemble=True) for name, m in models.items()})
+        models.update({f"{name} x8": m for name, m in list(models.items())})
+        passes.update({f"{name} x8": 8 for name in list(passes)})
+    result = evaluate(held, methods)
     print(f"{len(held)} held-out pairs of {args.data} (seeds split, seed {args.seed}); {hardware_name()}")
     print("| model | params | GMACs @600x400 | PSNR (dB) | SSIM | GT-mean PSNR (dB) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     means = {row["method"]: row for row in result.means()}
     for name, model in models.items():
         mean = means[name]
-        print(f"| `{name}` | {count_parameters(model):,} | {count_macs(model, 400, 600) / 1e9:.1f} | "
+        gmacs = passes[name] * count_macs(model, 400, 600) / 1e9
+        print(f"| `{name}` | {count_parameters(model):,} | {gmacs:.1f} | "
               f"{mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['gt_mean_psnr']:.2f} |")  # fmt: skip
 
 

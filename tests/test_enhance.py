@@ -69,6 +69,70 @@ def test_tile_must_exceed_twice_the_overlap(enhancer):
         enhancer.enhance_tensor(torch.rand(1, 3, 80, 80), tile=64, overlap=32)
 
 
+# ---------------------------------------------------------------- self-ensemble
+
+
+def test_self_ensemble_averages_the_eight_views_turned_back():
+    from mirnet.data import dihedral
+    from mirnet.enhance import self_ensemble
+
+    x = torch.rand(1, 3, 6, 9)
+    # An equivariant function comes back unchanged: each view is turned back to the original frame.
+    assert torch.allclose(self_ensemble(lambda v: 2 * v, x), 2 * x)
+    # One that is not (a ramp added along the width): the mean of the 8 views, built with numpy.
+
+    def skewed(v):
+        return v + torch.arange(float(v.shape[-1]))
+
+    expected = np.zeros((6, 9, 3))
+    image = x[0].permute(1, 2, 0).numpy()
+    for k in range(8):
+        view = dihedral(image, k)
+        view = view + np.arange(float(view.shape[1]))[None, :, None]
+        # dihedral(., k) is a flip then a rotation by k quarter turns: undo the rotation, then the flip.
+        back = np.rot90(view, -(k % 4))
+        expected += back[:, ::-1] if k >= 4 else back
+    got = self_ensemble(skewed, x)
+    assert np.allclose(got[0].permute(1, 2, 0).numpy(), expected / 8, atol=1e-5)
+    assert not torch.allclose(got, skewed(x))  # not the single view
+
+
+def test_enhancer_self_ensemble_is_the_mean_of_eight_passes(tiny_weights):
+    plain = Enhancer(tiny_weights, device="cpu")
+    ensemble = Enhancer(tiny_weights, device="cpu", self_ensemble=True)
+    x = torch.rand(1, 3, 24, 40)
+    views = []
+    for k in range(8):
+        turned = torch.rot90(x.flip(-1) if k >= 4 else x, k % 4, dims=(-2, -1))
+        y = torch.rot90(plain.enhance_tensor(turned), -(k % 4), dims=(-2, -1))
+        views.append(y.flip(-1) if k >= 4 else y)
+    result = ensemble.enhance_tensor(x)
+    assert torch.allclose(result, torch.stack(views).mean(0), atol=1e-6)
+    assert not torch.allclose(result, plain.enhance_tensor(x), atol=1e-4)
+
+
+def test_self_ensemble_tiles_share_each_views_context():
+    enhancer = Enhancer(None, device="cpu", self_ensemble=True)  # the trained default, as the tiling test
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 101, 133) * 0.3
+    x[:, :, :, :60] *= 0.2
+    whole = enhancer.enhance_tensor(x)
+    tiled = enhancer.enhance_tensor(x, tile=64, overlap=16)
+    assert (tiled - whole).abs().mean().item() < 0.01
+
+
+def test_cli_self_ensemble_writes_the_api_result(tiny_weights, tmp_path):
+    source = tmp_path / "dark.png"
+    Image.fromarray(_photo(32, 48)).save(source)
+    assert main(["enhance", str(source), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+                 "--device", "cpu", "--precision", "fp32", "--self-ensemble", "-q"]) == 0  # fmt: skip
+    written = np.asarray(Image.open(tmp_path / "out" / "dark.png"))
+    expected = Enhancer(tiny_weights, device="cpu", precision="fp32", self_ensemble=True).enhance_rgb(_photo(32, 48))
+    assert np.array_equal(written, expected)
+    single = Enhancer(tiny_weights, device="cpu", precision="fp32").enhance_rgb(_photo(32, 48))
+    assert not np.array_equal(written, single)
+
+
 # ---------------------------------------------------------------- the Python API's types
 
 

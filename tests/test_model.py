@@ -84,6 +84,24 @@ def test_unshared_model_uses_every_module_once_per_forward():
     assert max(calls.values()) == 1
 
 
+def test_untying_keeps_the_function_and_frees_the_copies():
+    from mirnet.model import untie_weights
+
+    torch.manual_seed(0)
+    shared = create_model("compact", channels=8, num_streams=2)
+    untied = untie_weights(shared)
+    assert untied.config == shared.config.replace(share_weights=False)
+    assert count_parameters(untied) == count_parameters(create_model(untied.config))
+    assert count_parameters(untied) > count_parameters(shared)
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        assert torch.equal(untied(x), shared(x))
+    first, second = untied.rrgs[0].mrbs[0].daus[0]
+    assert first is not second and torch.equal(first.conv1.weight, second.conv1.weight)
+    untied(x).mean().backward()  # the two positions of a stream now get gradients of their own
+    assert not torch.equal(first.conv1.weight.grad, second.conv1.weight.grad)
+
+
 @pytest.mark.parametrize("share", [True, False])
 def test_gradients_reach_every_parameter(share):
     model = create_model("paper", channels=16, share_weights=share, num_rrg=1)

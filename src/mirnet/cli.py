@@ -117,7 +117,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         source = args.weights or args.model
         runtime = select_runtime(args.device, args.precision)
-        methods[args.label or "mirnet"] = model_method(load_model(source), runtime)
+        methods[args.label or "mirnet"] = model_method(load_model(source), runtime, args.self_ensemble)
     if args.baselines:
         from .baselines import BASELINES
 
@@ -163,9 +163,11 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     if args.backend == "onnx":
         from .exported import onnx_enhancer
 
-        enhancer = onnx_enhancer(model)  # whole images: it reads the default tile="auto" as none
+        # Whole images: the onnx enhancer reads the default tile="auto" as none.
+        enhancer = onnx_enhancer(model, args.self_ensemble)
     else:
-        enhancer = Enhancer(model, device=args.device)
+        enhancer = Enhancer(model, device=args.device, precision=args.precision,
+                            self_ensemble=args.self_ensemble)  # fmt: skip
     summary = enhance_files(args.inputs, args.output, enhancer, suffix=args.suffix, fmt=args.format,
                             recursive=args.recursive, overwrite=args.overwrite, tile=args.tile,
                             overlap=args.overlap, max_pixels=args.max_pixels, progress=not args.quiet)  # fmt: skip
@@ -284,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run an ONNX export (--weights FILE.onnx, or the model exported on the fly) "
                         "through onnxruntime, whole images only")  # fmt: skip
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 autocast where the CPU runs it natively, else fp32")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average the model's 8 flipped/rotated views: 8 times slower, slightly better")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_enhance)
 
@@ -332,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=list(PRESETS), help="model preset (default paper)")
     p.add_argument("--channels", type=int, help="model width override")
     p.add_argument("--model-config", help='more MIRNetConfig overrides as JSON, e.g. \'{"num_rrg": 1}\'')
-    p.add_argument("--init", help="start from these weights (a model name or .safetensors) of the same preset")
+    p.add_argument("--init", help="start from these weights (a model name or .safetensors) of the same preset; "
+                   "shared weights can start a run that does not share them")
     p.add_argument("--split", choices=["seeds", "full"], help="seeds: hold out 185 pairs by scene (default); full: train on all")
     p.add_argument("--val-pairs", type=int, help="pairs held out by the seeds split (default 185)")
     p.add_argument("--val-data", help="validate on this paired folder instead")
@@ -370,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: bf16 autocast where the CPU runs it natively, else fp32 (model cards: fp32)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="score the mean of the model's 8 flipped/rotated views (8 times the cost)")
     p.set_defaults(run=cmd_evaluate)
 
     p = commands.add_parser("convert-official", help="official MIRNet checkpoint (.pth) to mirnet safetensors")

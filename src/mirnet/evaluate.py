@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .data import Pair, to_tensor, to_uint8
+from .enhance import self_ensemble as ensemble_of
 from .files import atomic_output
 from .metrics import score
 from .runtime import Runtime, select_runtime
@@ -32,15 +33,20 @@ CONVENTIONS = (
 )
 
 
-def model_method(model: torch.nn.Module, runtime: Runtime | None = None) -> Method:
-    """A MIRNet as a method: whole-image inference, output clamped to [0, 1] and rounded to 8 bits."""
+def model_method(model: torch.nn.Module, runtime: Runtime | None = None,
+                 self_ensemble: bool = False) -> Method:  # fmt: skip
+    """A MIRNet as a method: whole-image inference, output clamped to [0, 1] and rounded to 8 bits
+    (self_ensemble: the mean of its 8 flipped/rotated views, mirnet.enhance.self_ensemble)."""
     runtime = runtime or select_runtime()
     model = runtime.prepare(model).eval()
 
-    def enhance(image: np.ndarray) -> np.ndarray:
+    def forward(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), runtime.autocast():
-            output = model(runtime.input(to_tensor(image)[None]))
-        return to_uint8(output.float()[0])
+            return model(runtime.input(x)).float().clamp(0, 1)
+
+    def enhance(image: np.ndarray) -> np.ndarray:
+        x = to_tensor(image)[None]
+        return to_uint8((ensemble_of(forward, x) if self_ensemble else forward(x))[0])
 
     return enhance
 

@@ -20,7 +20,8 @@ class OnnxEnhancer(Enhancer):
     """An Enhancer whose network is an ONNX file run by onnxruntime; whole images only (an ONNX graph
     has no hook to share a whole image's global context between tiles)."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, self_ensemble: bool = False):
+        self.self_ensemble = self_ensemble
         ort = _require("onnxruntime", "the onnx backend")
         options = ort.SessionOptions()
         if threads:
@@ -31,7 +32,7 @@ class OnnxEnhancer(Enhancer):
             raise ExportError(f"{path}: not a usable ONNX model ({str(error).splitlines()[0]})") from None
         self.input_name = self.session.get_inputs()[0].name
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.session.run(None, {self.input_name: x.float().numpy()})[0]
         return torch.from_numpy(y).clamp_(0, 1)
 
@@ -45,7 +46,7 @@ class OnnxEnhancer(Enhancer):
         return super().enhance_rgb(rgb, None if tile == "auto" else tile, overlap)
 
 
-def onnx_enhancer(model: str | Path | None = None) -> OnnxEnhancer:
+def onnx_enhancer(model: str | Path | None = None, self_ensemble: bool = False) -> OnnxEnhancer:
     """An OnnxEnhancer for an .onnx file, or for a model name/weights file exported once to a cache
     (beside the installed models, keyed by the weights' content) and reused."""
     import hashlib
@@ -56,7 +57,7 @@ def onnx_enhancer(model: str | Path | None = None) -> OnnxEnhancer:
     if model is not None and str(model).lower().endswith(".onnx"):
         if not Path(model).is_file():
             raise ExportError(f"{model}: no such file")
-        return OnnxEnhancer(model)
+        return OnnxEnhancer(model, self_ensemble=self_ensemble)
     net = load_model(model)
     digest = hashlib.sha256()
     for name, tensor in sorted(net.state_dict().items()):
@@ -66,7 +67,7 @@ def onnx_enhancer(model: str | Path | None = None) -> OnnxEnhancer:
     if not cached.exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(net, cached)
-    return OnnxEnhancer(cached)
+    return OnnxEnhancer(cached, self_ensemble=self_ensemble)
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -281,6 +281,18 @@ def create_model(config: MIRNetConfig | str = "paper", **overrides) -> MIRNet:
     return MIRNet(config)
 
 
+def untie_weights(model: MIRNet) -> MIRNet:
+    """A copy of a weight-sharing MIRNet in which every use of a shared module has its own weights.
+
+    The same function (each copy starts from the shared values), with more parameters to fine-tune
+    at the same cost per pixel. The shared and unshared layouts name their tensors alike (a module
+    used twice appears under both names in the state dict), so the copy is a plain state-dict load.
+    """
+    untied = MIRNet(model.config.replace(share_weights=False))
+    untied.load_state_dict(model.state_dict())
+    return untied.to(next(model.parameters()).device)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Unique trainable parameters (a shared module counts once, as in the official code)."""
     return sum(p.numel() for p in model.parameters())

@@ -37,7 +37,7 @@ from .config import MIRNetConfig, preset
 from .data import CropSampler, DataError, Pair, load_pairs, split_by_scene, to_tensor, to_uint8
 from .files import atomic_output
 from .metrics import psnr, ssim, ssim_map
-from .model import MIRNet, count_parameters
+from .model import MIRNet, count_parameters, untie_weights
 from .runtime import Runtime, select_runtime
 from .weights import save_weights
 
@@ -419,6 +419,9 @@ def _initial_weights(cfg: TrainConfig) -> MIRNet:
 
     start = load_model(cfg.init)
     wanted = preset(cfg.preset, **cfg.model_overrides)
+    if start.config.share_weights and start.config.replace(share_weights=False) == wanted:
+        # Fine-tuning shared weights as an unshared model: each use starts from the shared value.
+        return untie_weights(start)
     if start.config != wanted:
         raise ValueError(
             f"{cfg.init}: its model ({start.config}) is not the run's ({wanted}); pick the matching --preset"
