@@ -13,12 +13,15 @@
 #   calibrate  600 steps of 16 x 128x128 crops at lr 5e-5: every step sees 16 images, where the
 #              shipped second stage saw one, so the global exposure the model settles on is
 #              averaged over many scenes; the low rate keeps what the model has learned.
+#   exposure   the shared-weights third stage (1 x 256x256 crops, lr 1e-4) with each low-light crop
+#              multiplied by a gain between 1/2 and 2 (--exposure-jitter 2): LOL's references do not
+#              follow their inputs' brightness, and this teaches the model the same.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 data="${1:-$root/../shared/data/LOL/our485}"
 out="${2:-runs/stage3-variants}"
 variants=("${@:3}")
-[[ ${#variants[@]} -gt 0 ]] || variants=(untied calibrate)
+[[ ${#variants[@]} -gt 0 ]] || variants=(untied calibrate exposure)
 
 source "$root/scripts/stage.sh"
 common=(--data "$data" --preset compact --init lol-compact --augment --schedule cosine --val-pairs 64
@@ -30,7 +33,9 @@ for name in "${variants[@]}"; do
                         --steps-per-epoch 450 --lr 1e-4 --warmup-steps 50) ;;
         calibrate) recipe=(--crop 128 --batch-size 16 --epochs 4 --steps-per-epoch 150 --lr 5e-5
                            --warmup-steps 20) ;;
-        *) echo "unknown variant $name (untied, calibrate)" >&2; exit 2 ;;
+        exposure) recipe=(--exposure-jitter 2 --crop 256 --batch-size 1 --epochs 6 --steps-per-epoch 450
+                          --lr 1e-4 --warmup-steps 50) ;;
+        *) echo "unknown variant $name (untied, calibrate, exposure)" >&2; exit 2 ;;
     esac
     stage "$out/$name" "${common[@]}" "${recipe[@]}"
 done

@@ -85,6 +85,26 @@ def test_crops_are_aligned_and_resumable():
         CropSampler(pairs, crop=64, batch_size=1, augment=False, seed=0)
 
 
+def test_exposure_jitter_scales_the_low_crop_only_within_its_range():
+    image = np.full((32, 32, 3), 40, dtype=np.uint8)  # dark and flat: a gain shows as a ratio
+    pairs = [Pair("a", image, image.copy())]
+    sampler = CropSampler(pairs, crop=16, batch_size=64, augment=False, seed=3, exposure_jitter=2.0)
+    state = sampler.state_dict()
+    low, high = sampler.batch()
+    assert torch.allclose(high, torch.full_like(high, 40 / 255))  # the reference is never scaled
+    gains = low.flatten(1).mean(1) / (40 / 255)
+    assert gains.min() >= 0.5 - 1e-5 and gains.max() <= 2.0 + 1e-5
+    assert (gains < 0.8).any() and (gains > 1.25).any()  # both directions drawn
+    assert torch.allclose(low, low[:, :1, :1, :1].expand_as(low))  # one gain per crop, all pixels
+    other = CropSampler(pairs, crop=16, batch_size=64, augment=False, seed=0, exposure_jitter=2.0)
+    other.load_state_dict(state)
+    assert torch.equal(other.batch()[0], low)  # the gains come from the checkpointed generator
+    plain = CropSampler(pairs, crop=16, batch_size=4, augment=False, seed=3)
+    assert torch.equal(plain.batch()[0], plain.batch()[1])
+    with pytest.raises(ValueError, match="at least 1"):
+        CropSampler(pairs, crop=16, batch_size=1, augment=False, seed=0, exposure_jitter=0.5)
+
+
 def test_dihedral_gives_eight_distinct_transforms():
     a = np.arange(12).reshape(3, 4, 1)
     assert len({dihedral(a, k).tobytes() + bytes(dihedral(a, k).shape) for k in range(8)}) == 8

@@ -347,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, help="training crop size (default 128)")
     p.add_argument("--batch-size", type=int, help="crops per step and process (default 4)")
     p.add_argument("--augment", action="store_true", default=None, help="random flips/rotations (8)")
+    p.add_argument("--exposure-jitter", type=float,
+                   help="multiply each low-light crop by a gain in [1/S, S], log-uniform (default 1: off)")
     p.add_argument("--epochs", type=int, help="default 50")
     p.add_argument("--steps-per-epoch", type=int, help="default: training pairs / batch size")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (resumable)")

@@ -125,13 +125,17 @@ class CropSampler:
     """Random aligned crops of training pairs; all randomness from one numpy Generator whose state
     is saved in checkpoints, so a resumed run draws exactly the crops an uninterrupted run would."""
 
-    def __init__(self, pairs: list[Pair], crop: int, batch_size: int, augment: bool, seed: int):
+    def __init__(self, pairs: list[Pair], crop: int, batch_size: int, augment: bool, seed: int,
+                 exposure_jitter: float = 1.0):  # fmt: skip
+        if exposure_jitter < 1:
+            raise ValueError(f"exposure jitter must be at least 1 (1: off), got {exposure_jitter}")
         if not pairs:
             raise DataError("no training pairs")
         small = [p.stem for p in pairs if min(p.low.shape[:2]) < crop]
         if small:
             raise DataError(f"images smaller than the {crop}px crop: {', '.join(small[:3])}")
         self.pairs, self.crop, self.batch_size, self.augment = pairs, crop, batch_size, augment
+        self.exposure_jitter = exposure_jitter
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -140,7 +144,8 @@ class CropSampler:
         return max(1, len(self.pairs) // self.batch_size)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(low, high) float tensors of shape (batch, 3, crop, crop) in [0, 1]."""
+        """(low, high) float tensors of shape (batch, 3, crop, crop) in [0, 1]; with exposure_jitter
+        S > 1 each low crop is multiplied by a gain drawn log-uniformly from [1/S, S]."""
         lows, highs = [], []
         for index in self.rng.integers(len(self.pairs), size=self.batch_size):
             pair = self.pairs[index]
@@ -153,7 +158,15 @@ class CropSampler:
                 low, high = dihedral(low, k), dihedral(high, k)
             lows.append(low)
             highs.append(high)
-        return to_tensor(np.stack(lows)), to_tensor(np.stack(highs))
+        low, high = to_tensor(np.stack(lows)), to_tensor(np.stack(highs))
+        if self.exposure_jitter > 1:
+            # LOL's references do not follow their inputs' brightness (several shots of one scene at
+            # different exposures share one reference): scaling the input alone teaches the model to
+            # set the output's exposure from the scene, not from how dark the shot happened to be.
+            spread = np.log(self.exposure_jitter)
+            gains = np.exp(self.rng.uniform(-spread, spread, size=self.batch_size)).astype(np.float32)
+            low = (low * torch.from_numpy(gains)[:, None, None, None]).clamp_(0, 1)
+        return low, high
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
