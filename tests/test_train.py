@@ -277,10 +277,11 @@ def _worker_errors(stderr: str) -> str:
 def _torchrun(command: list[str], env: dict, fresh_run: Path | None = None) -> subprocess.CompletedProcess:
     """Run a torchrun launch, and launch it once more if a worker died of SIGABRT.
 
-    On these shared 2-core machines about 1 launch in 15 under load has a gloo worker abort (2 in
-    30 in one session, 1 in 3 in another, none in 40 launches outside pytest), which is not this
-    project's code failing; the relaunch must succeed, and the first launch's errors are reported
-    as a warning for whoever finds the cause. fresh_run: the folder a new run writes, emptied first."""
+    On these shared 2-core machines a worker sometimes aborts under load (2 of about 30 runs of
+    this test on 2026-11-25; 2 of 5 pytest runs on 2026-11-29 while a training run shared the CPU;
+    none of 40 launches outside pytest), with no error of this project's code in the log; the
+    relaunch must succeed, and the first launch's errors are reported as a warning for whoever
+    finds the cause. fresh_run: the folder a new run writes, emptied first."""
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     if result.returncode != 0 and "Signal 6 (SIGABRT)" in result.stderr:
         import shutil
