@@ -7,6 +7,10 @@ Each (model, size) case runs in its own process so that its peak resident memory
 paper preset on 2 MP and 12 MP would take tens of minutes on a laptop CPU; there it is timed on a few
 of its tiles and the time is extrapolated to all tiles (said so in the table).
 
+--side-by-side N adds the speed ratio measured in one process: N rounds, each timing the paper
+preset once and the default model 5 times (their median) on the same whole image, so that a burst
+of load from elsewhere slows both; it reports the median ratio over the rounds and their range.
+
     .venv/bin/python scripts/bench_enhance.py [--sizes 400x600,1200x1680,3000x4000] [--json FILE]
 """
 
@@ -75,6 +79,33 @@ def child(model_name: str, height: int, width: int, max_tiles: int | None, tile:
             "runtime": enhancer.runtime.describe() if hasattr(enhancer, "runtime") else {"backend": "onnxruntime"}}  # fmt: skip
 
 
+def side_by_side(height: int, width: int, rounds: int, device: str, precision: str) -> dict:
+    """paper / default time per round on one whole image, both models in this process, interleaved."""
+    import numpy as np
+
+    from mirnet import create_model
+    from mirnet.enhance import Enhancer
+
+    default = Enhancer(None, device=device, precision=precision)
+    paper = Enhancer(create_model("paper"), device=device, precision=precision)
+    rgb = (np.random.default_rng(0).random((height, width, 3)) * 60).astype(np.uint8)
+
+    def timed(enhancer) -> float:
+        start = time.perf_counter()
+        enhancer.enhance_rgb(rgb, tile=None)
+        return time.perf_counter() - start
+
+    timed(default), timed(paper)  # first runs at this shape: oneDNN's kernel selection
+    paper_times, default_times = [], []
+    for _ in range(rounds):
+        paper_times.append(timed(paper))
+        default_times.append(float(np.median([timed(default) for _ in range(5)])))
+    ratios = [p / d for p, d in zip(paper_times, default_times)]
+    return {"height": height, "width": width, "rounds": rounds, "ratio_median": float(np.median(ratios)),
+            "ratio_min": min(ratios), "ratio_max": max(ratios), "paper_seconds": paper_times,
+            "default_seconds": default_times, "runtime": default.runtime.describe()}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=SIZES)
@@ -88,9 +119,16 @@ def main() -> None:
                         help="auto: bf16 where this CPU runs it natively, as `mirnet enhance` (default)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="whole images: the median of this many runs after the first (default 3)")
+    parser.add_argument("--side-by-side", type=int, default=0, metavar="ROUNDS",
+                        help="also measure paper / default in one process, interleaved, over this many rounds "
+                             "(whole images up to 1 MP)")  # fmt: skip
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.child.startswith("side-by-side:"):
+        height, width = (int(v) for v in args.child.split(":")[1].split("x"))
+        print(json.dumps(side_by_side(height, width, args.side_by_side, args.device, args.precision)))
+        return
     if args.child:
         model, size, max_tiles = args.child.split(":")
         height, width = (int(v) for v in size.split("x"))
@@ -145,9 +183,26 @@ def main() -> None:
         print("\n| size | default, torch s/MP | default, onnxruntime s/MP | onnxruntime speed-up | torch peak MB "
               "| onnxruntime peak MB |\n| --- | ---: | ---: | ---: | ---: | ---: |")
         print("\n".join(onnx_rows))
+    pairs = []
+    for size in args.sizes.split(",") if args.side_by_side else []:
+        h, w = (int(v) for v in size.split("x"))
+        if h * w > 1_000_000:  # the paper preset on whole larger images takes minutes a run
+            continue
+        cmd = [sys.executable, __file__, "--child", f"side-by-side:{size}", "--side-by-side", str(args.side_by_side),
+               "--device", args.device, "--precision", args.precision]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"side by side at {size} failed:\n{result.stderr[-2000:]}")
+        pairs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    if pairs:
+        print("\nSide by side in one process (each round: the paper preset once, the default model 5 times)")
+        print("| size | rounds | paper / default, median | range |\n| --- | ---: | ---: | --- |")
+        for pair in pairs:
+            print(f"| {pair['width']}x{pair['height']} | {pair['rounds']} | x{pair['ratio_median']:.0f} | "
+                  f"x{pair['ratio_min']:.0f} - x{pair['ratio_max']:.0f} |")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump(rows + [{"side_by_side": pair} for pair in pairs], f, indent=2)
 
 
 if __name__ == "__main__":

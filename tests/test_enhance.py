@@ -64,6 +64,17 @@ def test_tiles_with_the_global_context_match_the_whole_image():
     assert (small - whole).abs().mean().item() < alone_error
 
 
+def test_bf16_enhancer_stores_bf16_weights_in_a_copy_with_the_same_output(tiny_weights):
+    model = mirnet.load_model(tiny_weights)
+    fast = Enhancer(model, device="cpu", precision="bf16")
+    assert next(fast.model.parameters()).dtype == torch.bfloat16
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model is left in fp32
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model(x).float().clamp(0, 1)  # autocast casting the fp32 weights on every call
+    assert torch.equal(fast.enhance_tensor(x), expected)
+
+
 def test_tile_must_exceed_twice_the_overlap(enhancer):
     with pytest.raises(ValueError, match="twice the overlap"):
         enhancer.enhance_tensor(torch.rand(1, 3, 80, 80), tile=64, overlap=32)

@@ -137,6 +137,34 @@ def test_padding_is_reflection_and_crop_matches_manual():
         assert torch.equal(model(x), expected)
 
 
+def test_pools_compute_the_papers_means_and_max_in_either_layout():
+    from mirnet.model import GlobalPool, SpatialAttention
+
+    x = torch.rand(2, 8, 12, 10) - 0.3
+    attention = SpatialAttention()
+    pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+    expected = x * torch.sigmoid(attention.conv(pooled))
+    with torch.no_grad():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            y = x.contiguous(memory_format=layout)
+            torch.testing.assert_close(GlobalPool()(y), x.mean(dim=(2, 3), keepdim=True))
+            torch.testing.assert_close(attention(y), expected)
+
+
+def test_blur_pool_under_cpu_autocast_equals_padding_in_fp32():
+    # The pad is kept in bf16 under autocast (it only copies values): the result must be bit for
+    # bit what autocast gives when it pads in fp32 and casts back for the convolution.
+    from mirnet.model import BlurPool
+
+    blur = BlurPool(8)
+    x = torch.rand(1, 8, 16, 12).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    padded_in_fp32 = torch.nn.functional.pad(x.float(), (1, 1, 1, 1), mode="reflect")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = torch.nn.functional.conv2d(padded_in_fp32, blur.kernel, stride=2, groups=8)
+        y = blur(x)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, expected)
+
+
 def test_four_streams_need_multiples_of_eight():
     model = create_model("ablation-1x1", channels=TINY, num_streams=4).eval()
     assert model.size_multiple == 8

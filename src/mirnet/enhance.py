@@ -225,7 +225,7 @@ class Enhancer:
         if not isinstance(model, MIRNet):
             model = load_model(DEFAULT_MODEL if model is None else model)
         self.runtime: Runtime = select_runtime(device, precision)
-        self.model = self.runtime.prepare(model.eval())
+        self.model = self.runtime.prepare_for_inference(model.eval())
         self.self_ensemble = self_ensemble
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,9 @@ class GlobalPool(nn.Module):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.mean(dim=(2, 3), keepdim=True)
+        # sum / count rather than mean: on a CPU, mean of a bf16 tensor first copies it whole to fp32,
+        # sum accumulates in fp32 without the copy (several times faster, the same rounding).
+        return x.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
 
 
 class SpatialAttention(nn.Module):
@@ -37,8 +39,12 @@ class SpatialAttention(nn.Module):
         self.conv = conv(2, 1, kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
-        return x * torch.sigmoid(self.conv(pooled))
+        # On a CPU, reductions over the channels of a channels_last bf16 tensor are slow (the max
+        # is faster on a contiguous copy; the mean copies to fp32, as in GlobalPool): hence the copy
+        # and the sum.
+        channel_max = x.contiguous().amax(dim=1, keepdim=True)
+        channel_mean = x.sum(dim=1, keepdim=True) / x.shape[1]
+        return x * torch.sigmoid(self.conv(torch.cat([channel_max, channel_mean], dim=1)))
 
 
 class ChannelAttention(nn.Module):
@@ -113,7 +119,10 @@ class BlurPool(nn.Module):
         self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).clone(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        # Padding only copies values, so it is exact in any dtype; CPU autocast would run it in fp32
+        # and cast the padded tensor back to bf16 for the convolution.
+        with torch.autocast("cpu", enabled=False):
+            padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
         return F.conv2d(padded, self.kernel.to(x.dtype), stride=2, groups=x.shape[1])
 
 
