@@ -8,8 +8,9 @@ paper preset on 2 MP and 12 MP would take tens of minutes on a laptop CPU; there
 of its tiles and the time is extrapolated to all tiles (said so in the table).
 
 --side-by-side N adds the speed ratio measured in one process: N rounds, each timing the paper
-preset once and the default model 5 times (their median) on the same whole image, so that a burst
-of load from elsewhere slows both; it reports the median ratio over the rounds and their range.
+preset once and then the default model over about as long (as many runs as fit, their mean time),
+on the same whole image, so that a burst of load from elsewhere weighs on both alike; it reports
+the median ratio over the rounds and their range.
 
     .venv/bin/python scripts/bench_enhance.py [--sizes 400x600,1200x1680,3000x4000] [--json FILE]
 """
@@ -95,11 +96,16 @@ def side_by_side(height: int, width: int, rounds: int, device: str, precision: s
         enhancer.enhance_rgb(rgb, tile=None)
         return time.perf_counter() - start
 
-    timed(default), timed(paper)  # first runs at this shape: oneDNN's kernel selection
+    # First runs at this shape: oneDNN's kernel selection.
+    timed(paper)
+    default_estimate = min(timed(default) for _ in range(3))
     paper_times, default_times = [], []
     for _ in range(rounds):
         paper_times.append(timed(paper))
-        default_times.append(float(np.median([timed(default) for _ in range(5)])))
+        # Both timed over about the same span, each as a mean: a median of many short default runs
+        # would drop the bursts that the one long paper run has to absorb.
+        runs = max(5, round(paper_times[-1] / default_estimate))
+        default_times.append(float(np.mean([timed(default) for _ in range(runs)])))
     ratios = [p / d for p, d in zip(paper_times, default_times)]
     return {"height": height, "width": width, "rounds": rounds, "ratio_median": float(np.median(ratios)),
             "ratio_min": min(ratios), "ratio_max": max(ratios), "paper_seconds": paper_times,
@@ -184,9 +190,11 @@ def main() -> None:
               "| onnxruntime peak MB |\n| --- | ---: | ---: | ---: | ---: | ---: |")
         print("\n".join(onnx_rows))
     pairs = []
-    for size in args.sizes.split(",") if args.side_by_side else []:
+    sizes = args.sizes.split(",") if args.side_by_side else []
+    for size in sizes:
         h, w = (int(v) for v in size.split("x"))
         if h * w > 1_000_000:  # the paper preset on whole larger images takes minutes a run
+            print(f"side by side: {size} skipped (whole images up to 1 MP)")
             continue
         cmd = [sys.executable, __file__, "--child", f"side-by-side:{size}", "--side-by-side", str(args.side_by_side),
                "--device", args.device, "--precision", args.precision]  # fmt: skip
@@ -195,7 +203,8 @@ def main() -> None:
             sys.exit(f"side by side at {size} failed:\n{result.stderr[-2000:]}")
         pairs.append(json.loads(result.stdout.strip().splitlines()[-1]))
     if pairs:
-        print("\nSide by side in one process (each round: the paper preset once, the default model 5 times)")
+        print("\nSide by side in one process (each round: the paper preset once, then the default model for "
+              "about as long)")
         print("| size | rounds | paper / default, median | range |\n| --- | ---: | ---: | --- |")
         for pair in pairs:
             print(f"| {pair['width']}x{pair['height']} | {pair['rounds']} | x{pair['ratio_median']:.0f} | "

@@ -1,11 +1,12 @@
-"""Where one `mirnet enhance` pass spends its time: torch.profiler's operator table for one image,
-the shares of the main kinds of operator, and the machine it ran on.
+"""Where `mirnet enhance` spends its time: torch.profiler's operator table over a few passes on one
+image, the shares of the main kinds of operator, and the machine it ran on.
 
     .venv/bin/python scripts/profile_enhance.py [--model compact|paper|...] [--size 400x600] \
-        [--precision auto|fp32|bf16]
+        [--precision auto|fp32|bf16] [--runs 5]
 
 Random weights: time does not depend on them. The image is run twice before profiling (oneDNN picks
-its kernels on the first run), then once under the profiler.
+its kernels on the first run), then --runs times under the profiler; the shares and the time per
+pass are over all of them (a single pass moves by 10-20% on a shared machine).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mirnet.enhance import Enhancer
 
 # Operator-name prefixes -> the kind reported; anything else is "other".
 KINDS = {
-    "convolution": ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::conv"),
+    "convolution": ("aten::mkldnn_convolution", "aten::_convolution", "aten::conv"),
     "elementwise add / mul": ("aten::add", "aten::mul", "aten::addcmul"),
     "PReLU": ("aten::_prelu_kernel", "aten::prelu"),
     "bilinear upsampling": ("aten::upsample_bilinear2d",),
@@ -37,16 +38,18 @@ def main() -> None:
     parser.add_argument("--model", default="compact", help="a preset name")
     parser.add_argument("--size", default="400x600", help="HxW")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--runs", type=int, default=5, help="passes profiled")
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args()
 
     height, width = map(int, args.size.split("x"))
-    enhancer = Enhancer(create_model(args.model).eval(), device="cpu", precision=args.precision)
+    enhancer = Enhancer(create_model(args.model), device="cpu", precision=args.precision)
     x = torch.rand(1, 3, height, width)
     for _ in range(2):
         enhancer.enhance_tensor(x)
     with profile() as prof:
-        enhancer.enhance_tensor(x)
+        for _ in range(args.runs):
+            enhancer.enhance_tensor(x)
 
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
@@ -59,7 +62,7 @@ def main() -> None:
     print(f"{args.model} at {width}x{height}; {runtime['hardware']}, {runtime['threads']} threads, "
           f"{runtime['precision']}{' + channels_last' if runtime['channels_last'] else ''} "
           f"(CPU capability {runtime['cpu_capability']}), torch {runtime['torch']}; "
-          f"{total / 1e6:.3f} s of operator time (self CPU)")  # fmt: skip
+          f"{total / 1e6 / args.runs:.3f} s of operator time (self CPU) per pass, {args.runs} passes")  # fmt: skip
     for kind, share in sorted(shares.items(), key=lambda item: -item[1]):
         print(f"  {kind:28s} {share:6.1%}")
 

@@ -48,8 +48,10 @@ def test_tile_covering_the_image_equals_whole_image_inference(enhancer):
     assert torch.equal(enhancer.enhance_tensor(x, tile=None), enhancer.enhance_tensor(x, tile=64))
 
 
-def test_tiles_with_the_global_context_match_the_whole_image():
-    enhancer = Enhancer(None, device="cpu")  # the trained default: its exposure depends on the whole image
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: the context hooks sit on the bf16 copy
+def test_tiles_with_the_global_context_match_the_whole_image(precision):
+    # The trained default: its exposure depends on the whole image.
+    enhancer = Enhancer(None, device="cpu", precision=precision)
     torch.manual_seed(0)
     x = torch.rand(1, 3, 101, 133) * 0.3
     x[:, :, :, :60] *= 0.2  # a dark and a bright half: a tile alone would see another image

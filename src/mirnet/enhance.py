@@ -222,10 +222,11 @@ class Enhancer:
                  self_ensemble: bool = False):  # fmt: skip
         from .zoo import DEFAULT_MODEL, load_model
 
-        if not isinstance(model, MIRNet):
+        given = isinstance(model, MIRNet)  # the caller's own model: converted in a copy, if at all
+        if not given:
             model = load_model(DEFAULT_MODEL if model is None else model)
         self.runtime: Runtime = select_runtime(device, precision)
-        self.model = self.runtime.prepare_for_inference(model.eval())
+        self.model = self.runtime.prepare_for_inference(model.eval(), keep_original=given)
         self.self_ensemble = self_ensemble
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:

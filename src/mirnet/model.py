@@ -26,8 +26,8 @@ class GlobalPool(nn.Module):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        # sum / count rather than mean: on a CPU, mean of a bf16 tensor first copies it whole to fp32,
-        # sum accumulates in fp32 without the copy (several times faster, the same rounding).
+        # sum / count rather than mean: on a CPU, mean of a bf16 tensor first copies it whole to fp32;
+        # sum accumulates in fp32 without the copy (several times faster) and rounds once more.
         return x.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
 
 
@@ -39,12 +39,11 @@ class SpatialAttention(nn.Module):
         self.conv = conv(2, 1, kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        # On a CPU, reductions over the channels of a channels_last bf16 tensor are slow (the max
-        # is faster on a contiguous copy; the mean copies to fp32, as in GlobalPool): hence the copy
-        # and the sum.
-        channel_max = x.contiguous().amax(dim=1, keepdim=True)
-        channel_mean = x.sum(dim=1, keepdim=True) / x.shape[1]
-        return x * torch.sigmoid(self.conv(torch.cat([channel_max, channel_mean], dim=1)))
+        # On a CPU, reductions over the channels of a channels_last bf16 tensor are slow; on a
+        # contiguous copy (free when x is contiguous already) they take a fraction of the time.
+        c = x.contiguous()
+        pooled = torch.cat([c.amax(dim=1, keepdim=True), c.mean(dim=1, keepdim=True)], dim=1)
+        return x * torch.sigmoid(self.conv(pooled))
 
 
 class ChannelAttention(nn.Module):
@@ -119,8 +118,8 @@ class BlurPool(nn.Module):
         self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).clone(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        # Padding only copies values, so it is exact in any dtype; CPU autocast would run it in fp32
-        # and cast the padded tensor back to bf16 for the convolution.
+        # Padding only copies values, so its output is exact in any dtype; CPU autocast would run it
+        # in fp32 and cast the padded tensor back to bf16 for the convolution.
         with torch.autocast("cpu", enabled=False):
             padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
         return F.conv2d(padded, self.kernel.to(x.dtype), stride=2, groups=x.shape[1])

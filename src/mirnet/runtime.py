@@ -1,8 +1,9 @@
 """Where and how to run: device, numeric precision and memory layout, chosen at run time.
 
-CPUs differ: with AVX-512 BF16 or AMX, bf16 autocast with channels_last is several times faster
-than fp32; with AVX2 only, bf16 is emulated and an order of magnitude slower. So the choice is never
-assumed: it comes from the CPU's feature flags as torch reads them (a timing probe where it cannot).
+CPUs differ: with AVX-512 BF16 or AMX, bf16 autocast with channels_last is faster than fp32 (2x
+for the paper preset on an AVX-512 BF16 EPYC); with AVX2 only, bf16 is emulated and an order of
+magnitude slower. So the choice is never assumed: it comes from the CPU's feature flags as torch
+reads them (a timing probe where it cannot).
 """
 
 from __future__ import annotations
@@ -33,18 +34,18 @@ class Runtime:
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
-    def prepare_for_inference(self, model: torch.nn.Module) -> torch.nn.Module:
-        """prepare(), and under autocast a copy with its weights stored in the autocast dtype.
+    def prepare_for_inference(self, model: torch.nn.Module, keep_original: bool = True) -> torch.nn.Module:
+        """prepare(), with the weights stored in the autocast dtype when autocasting (in a copy when
+        keep_original, so that a caller's fp32 model stays as it was).
 
-        Autocast casts every weight of every low-precision op on every call (the compact model
-        spends about 5% of its bf16 time there); weights already in that dtype are used as they are,
-        with the same values, so the outputs do not change. A copy, so the caller's model stays fp32.
+        Autocast casts every weight of every low-precision op on every call; weights already in
+        that dtype are used as they are, with the same values, so the outputs do not change.
         """
-        model = self.prepare(model)
         if self.precision == "fp32":
-            return model
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return copy.deepcopy(model).to(dtype)
+            return self.prepare(model)
+        if keep_original:
+            model = copy.deepcopy(model)
+        return self.prepare(model.to(torch.bfloat16 if self.precision == "bf16" else torch.float16))
 
     def input(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
