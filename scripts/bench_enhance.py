@@ -126,8 +126,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3,
                         help="whole images: the median of this many runs after the first (default 3)")
     parser.add_argument("--side-by-side", type=int, default=0, metavar="ROUNDS",
-                        help="also measure paper / default in one process, interleaved, over this many rounds "
-                             "(whole images up to 1 MP)")  # fmt: skip
+                        help="also measure paper / default in one process, interleaved, over this "
+                             "many rounds (whole images up to 1 MP)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -196,8 +196,8 @@ def main() -> None:
         if h * w > 1_000_000:  # the paper preset on whole larger images takes minutes a run
             print(f"side by side: {size} skipped (whole images up to 1 MP)")
             continue
-        cmd = [sys.executable, __file__, "--child", f"side-by-side:{size}", "--side-by-side", str(args.side_by_side),
-               "--device", args.device, "--precision", args.precision]  # fmt: skip
+        cmd = [sys.executable, __file__, "--child", f"side-by-side:{size}",
+               "--side-by-side", str(args.side_by_side), "--device", args.device, "--precision", args.precision]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             sys.exit(f"side by side at {size} failed:\n{result.stderr[-2000:]}")

@@ -34,7 +34,7 @@ KINDS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="compact", help="a preset name")
     parser.add_argument("--size", default="400x600", help="HxW")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -62,7 +62,8 @@ def main() -> None:
     print(f"{args.model} at {width}x{height}; {runtime['hardware']}, {runtime['threads']} threads, "
           f"{runtime['precision']}{' + channels_last' if runtime['channels_last'] else ''} "
           f"(CPU capability {runtime['cpu_capability']}), torch {runtime['torch']}; "
-          f"{total / 1e6 / args.runs:.3f} s of operator time (self CPU) per pass, {args.runs} passes")  # fmt: skip
+          f"{total / 1e6 / args.runs:.3f} s of operator time (self CPU) per pass, "
+          f"{args.runs} passes")  # fmt: skip
     for kind, share in sorted(shares.items(), key=lambda item: -item[1]):
         print(f"  {kind:28s} {share:6.1%}")
 

@@ -151,7 +151,8 @@ def test_pools_compute_the_papers_means_and_max_in_either_layout():
             torch.testing.assert_close(attention(y), expected)
         # In bf16 (the CPU inference path) the sums and the copy keep the result within bf16 rounding.
         low = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(GlobalPool()(low).float(), x.mean(dim=(2, 3), keepdim=True), atol=0.01, rtol=0.01)
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        torch.testing.assert_close(GlobalPool()(low).float(), mean, atol=0.01, rtol=0.01)
         reference = attention(low.float())  # the same bf16-rounded input, in fp32
         torch.testing.assert_close(attention.to(torch.bfloat16)(low).float(), reference, atol=0.02, rtol=0.02)
 
