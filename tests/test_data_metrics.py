@@ -105,6 +105,26 @@ def test_exposure_jitter_scales_the_low_crop_only_within_its_range():
         CropSampler(pairs, crop=16, batch_size=1, augment=False, seed=0, exposure_jitter=0.5)
 
 
+def test_mixup_blends_pairs_of_the_batch_alike_and_resumes():
+    # Each pair is one flat grey level, the reference twice the input's: a blend keeps that ratio.
+    pairs = [Pair(str(v), np.full((16, 16, 3), v, np.uint8), np.full((16, 16, 3), 2 * v, np.uint8))
+             for v in (10, 40, 70, 100)]  # fmt: skip
+    sampler = CropSampler(pairs, crop=8, batch_size=32, augment=False, seed=1, mixup=1.0)
+    state = sampler.state_dict()
+    low, high = sampler.batch()
+    levels = low.flatten(1).mean(1) * 255
+    assert torch.allclose(high, 2 * low, atol=1e-5)  # the input and its reference blended alike
+    assert not all(any(abs(level - v) < 0.5 for v in (10, 40, 70, 100)) for level in levels.tolist())
+    assert levels.min() >= 10 - 1e-3 and levels.max() <= 100 + 1e-3
+    other = CropSampler(pairs, crop=8, batch_size=32, augment=False, seed=0, mixup=1.0)
+    other.load_state_dict(state)
+    assert torch.equal(other.batch()[0], low)  # drawn from the checkpointed generator
+    plain = CropSampler(pairs, crop=8, batch_size=32, augment=False, seed=1).batch()[0] * 255
+    assert all(any(abs(level - v) < 0.5 for v in (10, 40, 70, 100)) for level in plain.flatten(1).mean(1).tolist())
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        CropSampler(pairs, crop=8, batch_size=2, augment=False, seed=0, mixup=1.5)
+
+
 def test_dihedral_gives_eight_distinct_transforms():
     a = np.arange(12).reshape(3, 4, 1)
     assert len({dihedral(a, k).tobytes() + bytes(dihedral(a, k).shape) for k in range(8)}) == 8

@@ -126,16 +126,18 @@ class CropSampler:
     is saved in checkpoints, so a resumed run draws exactly the crops an uninterrupted run would."""
 
     def __init__(self, pairs: list[Pair], crop: int, batch_size: int, augment: bool, seed: int,
-                 exposure_jitter: float = 1.0):  # fmt: skip
+                 exposure_jitter: float = 1.0, mixup: float = 0.0):  # fmt: skip
         if exposure_jitter < 1:
             raise ValueError(f"exposure jitter must be at least 1 (1: off), got {exposure_jitter}")
+        if not 0 <= mixup <= 1:
+            raise ValueError(f"mixup is the share of batches mixed, from 0 to 1, got {mixup}")
         if not pairs:
             raise DataError("no training pairs")
         small = [p.stem for p in pairs if min(p.low.shape[:2]) < crop]
         if small:
             raise DataError(f"images smaller than the {crop}px crop: {', '.join(small[:3])}")
         self.pairs, self.crop, self.batch_size, self.augment = pairs, crop, batch_size, augment
-        self.exposure_jitter = exposure_jitter
+        self.exposure_jitter, self.mixup = exposure_jitter, mixup
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -145,7 +147,8 @@ class CropSampler:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(low, high) float tensors of shape (batch, 3, crop, crop) in [0, 1]; with exposure_jitter
-        S > 1 each low crop is multiplied by a gain drawn log-uniformly from [1/S, S]."""
+        S > 1 each low crop is multiplied by a gain drawn log-uniformly from [1/S, S]; with mixup P,
+        a share P of the batches blend each pair with another of the batch, both images alike."""
         lows, highs = [], []
         for index in self.rng.integers(len(self.pairs), size=self.batch_size):
             pair = self.pairs[index]
@@ -166,6 +169,13 @@ class CropSampler:
             spread = np.log(self.exposure_jitter)
             gains = np.exp(self.rng.uniform(-spread, spread, size=self.batch_size)).astype(np.float32)
             low = (low * torch.from_numpy(gains)[:, None, None, None]).clamp_(0, 1)
+        if self.mixup and self.rng.random() < self.mixup:
+            # Mixup of pairs, as MIRNet v2 and Retinexformer train on LOL (Beta(1.2, 1.2) weights):
+            # blends of two scenes and of their references, for more variety than 485 pairs give.
+            weight = float(self.rng.beta(1.2, 1.2))
+            partner = torch.from_numpy(self.rng.permutation(self.batch_size))
+            low = weight * low + (1 - weight) * low[partner]
+            high = weight * high + (1 - weight) * high[partner]
         return low, high
 
     def state_dict(self) -> dict:

@@ -59,6 +59,7 @@ class TrainConfig:
     batch_size: int = 4  # per process
     augment: bool = False  # the 8 flips/rotations of each crop
     exposure_jitter: float = 1.0  # multiply each low crop by a gain in [1/S, S], log-uniform (1: off)
+    mixup: float = 0.0  # share of batches whose pairs are blended with others of the batch (0: off)
     epochs: int = 50
     steps_per_epoch: int | None = None  # default: training pairs // batch size
     max_steps: int | None = None  # stop (resumably) after this many optimizer steps in all
@@ -272,7 +273,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         model.load_state_dict(_initial_weights(cfg).state_dict())
     model = runtime.prepare(model)
     sampler = CropSampler(train_pairs, cfg.crop, cfg.batch_size, cfg.augment, seed=cfg.seed + 1_000_003 * rank,
-                          exposure_jitter=cfg.exposure_jitter)  # fmt: skip
+                          exposure_jitter=cfg.exposure_jitter, mixup=cfg.mixup)  # fmt: skip
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_pairs) // (cfg.batch_size * world))
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
