@@ -119,10 +119,25 @@ def test_mixup_blends_pairs_of_the_batch_alike_and_resumes():
     other = CropSampler(pairs, crop=8, batch_size=32, augment=False, seed=0, mixup=1.0)
     other.load_state_dict(state)
     assert torch.equal(other.batch()[0], low)  # drawn from the checkpointed generator
-    plain = CropSampler(pairs, crop=8, batch_size=32, augment=False, seed=1).batch()[0] * 255
-    assert all(any(abs(level - v) < 0.5 for v in (10, 40, 70, 100)) for level in plain.flatten(1).mean(1).tolist())
+    plain = CropSampler(pairs, crop=8, batch_size=32, augment=False, seed=1).batch()[0].flatten(1).mean(1) * 255
+    assert all(any(abs(level - v) < 0.5 for v in (10, 40, 70, 100)) for level in plain.tolist())
     with pytest.raises(ValueError, match="from 0 to 1"):
         CropSampler(pairs, crop=8, batch_size=2, augment=False, seed=0, mixup=1.5)
+    with pytest.raises(ValueError, match="batch of 2"):
+        CropSampler(pairs, crop=8, batch_size=1, augment=False, seed=0, mixup=0.5)
+
+
+def test_samplers_without_mixup_or_jitter_draw_only_the_crops():
+    # Runs that predate these options must resume drawing exactly the crops they drew before.
+    image = np.zeros((16, 20, 3), np.uint8)
+    pairs = [Pair(str(v), image, image) for v in (1, 2, 3)]
+    sampler = CropSampler(pairs, crop=8, batch_size=5, augment=False, seed=7, exposure_jitter=1.0, mixup=0.0)
+    sampler.batch()
+    expected = np.random.default_rng(7)
+    expected.integers(3, size=5)
+    for _ in range(5):
+        expected.integers(16 - 8 + 1), expected.integers(20 - 8 + 1)
+    assert sampler.rng.bit_generator.state == expected.bit_generator.state
 
 
 def test_dihedral_gives_eight_distinct_transforms():

@@ -350,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exposure-jitter", type=float,
                    help="multiply each low-light crop by a gain in [1/S, S], log-uniform (default 1: off)")
     p.add_argument("--mixup", type=float,
-                   help="share of batches whose pairs are each blended with another pair of the batch, "
-                        "Beta(1.2, 1.2) weights (default 0: off; needs a batch of 2 or more)")
+                   help="share of batches whose pairs are each blended with a random pair of the batch, "
+                        "one Beta(1.2, 1.2) weight (default 0: off; 0.5 as BasicSR; needs a batch of 2+)")
     p.add_argument("--epochs", type=int, help="default 50")
     p.add_argument("--steps-per-epoch", type=int, help="default: training pairs / batch size")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (resumable)")

@@ -131,6 +131,8 @@ class CropSampler:
             raise ValueError(f"exposure jitter must be at least 1 (1: off), got {exposure_jitter}")
         if not 0 <= mixup <= 1:
             raise ValueError(f"mixup is the share of batches mixed, from 0 to 1, got {mixup}")
+        if mixup and batch_size < 2:
+            raise ValueError("mixup blends pairs of a batch: it needs a batch of 2 or more")
         if not pairs:
             raise DataError("no training pairs")
         small = [p.stem for p in pairs if min(p.low.shape[:2]) < crop]
@@ -148,7 +150,8 @@ class CropSampler:
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(low, high) float tensors of shape (batch, 3, crop, crop) in [0, 1]; with exposure_jitter
         S > 1 each low crop is multiplied by a gain drawn log-uniformly from [1/S, S]; with mixup P,
-        a share P of the batches blend each pair with another of the batch, both images alike."""
+        a share P of the batches blend each pair with a random pair of the batch (at times itself),
+        both images alike."""
         lows, highs = [], []
         for index in self.rng.integers(len(self.pairs), size=self.batch_size):
             pair = self.pairs[index]
@@ -170,7 +173,8 @@ class CropSampler:
             gains = np.exp(self.rng.uniform(-spread, spread, size=self.batch_size)).astype(np.float32)
             low = (low * torch.from_numpy(gains)[:, None, None, None]).clamp_(0, 1)
         if self.mixup and self.rng.random() < self.mixup:
-            # Mixup of pairs, as MIRNet v2 and Retinexformer train on LOL (Beta(1.2, 1.2) weights):
+            # Mixup of pairs, as MIRNet v2 and Retinexformer train on LOL (BasicSR's Mixing_Augment:
+            # one Beta(1.2, 1.2) weight per batch, a random permutation, half the batches there):
             # blends of two scenes and of their references, for more variety than 485 pairs give.
             weight = float(self.rng.beta(1.2, 1.2))
             partner = torch.from_numpy(self.rng.permutation(self.batch_size))

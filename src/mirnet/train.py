@@ -59,7 +59,7 @@ class TrainConfig:
     batch_size: int = 4  # per process
     augment: bool = False  # the 8 flips/rotations of each crop
     exposure_jitter: float = 1.0  # multiply each low crop by a gain in [1/S, S], log-uniform (1: off)
-    mixup: float = 0.0  # share of batches whose pairs are blended with others of the batch (0: off)
+    mixup: float = 0.0  # share of batches whose pairs are blended with pairs of the batch (0: off)
     epochs: int = 50
     steps_per_epoch: int | None = None  # default: training pairs // batch size
     max_steps: int | None = None  # stop (resumably) after this many optimizer steps in all
