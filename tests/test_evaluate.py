@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import mirnet
@@ -106,3 +107,18 @@ def test_evaluate_cli_errors(paired, tmp_path):
     result = run("--data", str(paired), "--model", "lol-micro", "--device", "cpu", "--precision", "fp16")
     assert result.returncode == 2 and "fp16 autocast is for CUDA" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bf16_model_method_matches_the_enhancer_and_leaves_the_model_fp32():
+    from mirnet.data import to_tensor, to_uint8
+    from mirnet.enhance import Enhancer
+    from mirnet.evaluate import model_method
+    from mirnet.runtime import select_runtime
+
+    torch.manual_seed(0)
+    model = mirnet.create_model("paper", channels=8, num_rrg=1, num_mrb=1, num_streams=2)
+    method = model_method(model, select_runtime("cpu", "bf16"))
+    assert next(model.parameters()).dtype == torch.float32
+    image = np.random.default_rng(0).integers(0, 80, (24, 32, 3), dtype=np.uint8)
+    expected = Enhancer(model, device="cpu", precision="bf16").enhance_tensor(to_tensor(image)[None])
+    assert np.array_equal(method(image), to_uint8(expected[0]))

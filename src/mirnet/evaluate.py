@@ -36,9 +36,13 @@ CONVENTIONS = (
 def model_method(model: torch.nn.Module, runtime: Runtime | None = None,
                  self_ensemble: bool = False) -> Method:  # fmt: skip
     """A MIRNet as a method: whole-image inference, output clamped to [0, 1] and rounded to 8 bits
-    (self_ensemble: the mean of its 8 flipped/rotated views, mirnet.enhance.self_ensemble)."""
+    (self_ensemble: the mean of its 8 flipped/rotated views, mirnet.enhance.self_ensemble).
+
+    Under autocast the method runs on a copy of the model with its weights in the autocast dtype,
+    as the Enhancer keeps them (Runtime.prepare_for_inference): the caller's model stays fp32, and
+    later changes to it do not reach the method."""
     runtime = runtime or select_runtime()
-    model = runtime.prepare(model).eval()
+    model = runtime.prepare_for_inference(model).eval()
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), runtime.autocast():
