@@ -10,6 +10,10 @@ A model given as A+B+... is the uniform average of those weights (a "model soup"
 2022), which only makes sense for runs fine-tuned from the same starting weights.
 With --self-ensemble each model also gets a row "NAME x8": the mean of its 8 flipped/rotated views
 (mirnet.enhance.self_ensemble, what `mirnet enhance --self-ensemble` does), at 8 times the cost.
+With --ensemble a last row scores the mean of all the models' outputs (an ensemble of separately
+trained models, at the sum of their costs). With --training-pairs N the same table is made on N of
+the training pairs (every k-th of the split's training side): a model that scores alike on both
+does not overfit its training pairs.
 
 The seeds split holds out whole scenes in a fixed shuffled order, so the pairs held out with
 --val-pairs 64 are also held out by every run that held out 64 or more (lol-compact held out 185).
@@ -19,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from mirnet import MIRNet, count_macs, count_parameters, load_model
-from mirnet.data import load_pairs, split_by_scene
+from mirnet.data import load_pairs, split_by_scene, to_tensor, to_uint8
 from mirnet.evaluate import evaluate, model_method
 from mirnet.runtime import hardware_name, select_runtime
 from mirnet.train import latest_weights
@@ -40,6 +46,18 @@ def average(sources: list[str]) -> MIRNet:
     return models[0]
 
 
+def output_mean(models: list[MIRNet], runtime):
+    """A method: the mean of the models' clamped outputs, rounded to 8 bits once."""
+    prepared = [runtime.prepare_for_inference(m).eval() for m in models]
+
+    def enhance(image):
+        x = runtime.input(to_tensor(image)[None])
+        with torch.no_grad(), runtime.autocast():
+            return to_uint8(torch.stack([m(x).float().clamp(0, 1) for m in prepared]).mean(0)[0])
+
+    return enhance
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
@@ -47,27 +65,43 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", default="lol-compact,lol-micro")
     parser.add_argument("--self-ensemble", action="store_true", help="also score each model's x8 self-ensemble")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also score the mean of all the models' outputs")  # fmt: skip
+    parser.add_argument("--training-pairs", type=int, default=0,
+                        help="also score N of the training pairs")  # fmt: skip
     args = parser.parse_args()
 
-    _, held = split_by_scene(load_pairs(args.data), args.val_pairs, seed=args.seed)
+    training, held = split_by_scene(load_pairs(args.data), args.val_pairs, seed=args.seed)
     runtime = select_runtime("cpu", "fp32")  # as the model cards: the same numbers on every CPU
     models = {name: average(name.split("+")) for name in args.models.split(",")}
-    methods = {name: model_method(m, runtime) for name, m in models.items()}
-    passes = dict.fromkeys(models, 1)  # forward passes per image, for the cost column
+    # One row per method: label -> (method, parameters, GMACs per 600x400 image).
+    rows = {f"`{name}`": (model_method(m, runtime), count_parameters(m), count_macs(m, 400, 600) / 1e9)
+            for name, m in models.items()}  # fmt: skip
     if args.self_ensemble:
-        methods.update({f"{name} x8": model_method(m, runtime, self_ensemble=True) for name, m in models.items()})
-        models.update({f"{name} x8": m for name, m in list(models.items())})
-        passes.update({f"{name} x8": 8 for name in list(passes)})
-    result = evaluate(held, methods)
-    print(f"{len(held)} held-out pairs of {args.data} (seeds split, seed {args.seed}); {hardware_name()}")
-    print("| model | params | GMACs @600x400 | PSNR (dB) | SSIM | GT-mean PSNR (dB) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    means = {row["method"]: row for row in result.means()}
-    for name, model in models.items():
-        mean = means[name]
-        gmacs = passes[name] * count_macs(model, 400, 600) / 1e9
-        print(f"| `{name}` | {count_parameters(model):,} | {gmacs:.1f} | "
-              f"{mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['gt_mean_psnr']:.2f} |")  # fmt: skip
+        for name, m in models.items():
+            params, gmacs = rows[f"`{name}`"][1:]
+            rows[f"`{name} x8`"] = (model_method(m, runtime, self_ensemble=True), params, 8 * gmacs)
+    if args.ensemble:
+        singles = [rows[f"`{name}`"] for name in models]
+        label = " + ".join(f"`{name}`" for name in models) + ", outputs averaged"
+        cost = (sum(r[1] for r in singles), sum(r[2] for r in singles))
+        rows[label] = (output_mean(list(models.values()), runtime), *cost)
+    sets = [(f"{len(held)} held-out pairs", held)]
+    if args.training_pairs:
+        step = max(len(training) // args.training_pairs, 1)
+        sample = training[::step][: args.training_pairs]
+        sets.append((f"{len(sample)} training pairs (every {step}th of {len(training)})", sample))
+    for title, pairs in sets:
+        result = evaluate(pairs, {label: row[0] for label, row in rows.items()})
+        means = {row["method"]: row for row in result.means()}
+        print(f"{title} of {args.data} (seeds split, seed {args.seed}); {hardware_name()}")
+        print("| model | params | GMACs @600x400 | PSNR (dB) | SSIM | GT-mean PSNR (dB) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label, (_, params, gmacs) in rows.items():
+            mean = means[label]
+            print(f"| {label} | {params:,} | {gmacs:.1f} | "
+                  f"{mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['gt_mean_psnr']:.2f} |")  # fmt: skip
+        print()
 
 
 if __name__ == "__main__":

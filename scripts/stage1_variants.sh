@@ -6,7 +6,8 @@
 #   scripts/stage1_variants.sh [OUR485_FOLDER] [OUT_FOLDER] [VARIANT...]
 #
 # Variants: ema (a 0.999 moving average of the weights is validated and kept in stage 1), short (a
-# 12-epoch cosine instead of 18, validated on 64 held-out pairs instead of 32).
+# 12-epoch cosine instead of 18, validated on 64 held-out pairs instead of 32), lr1e-3 (twice the
+# peak learning rate), mixup (half the batches blend their pairs, --mixup 0.5).
 # Compare them with scripts/compare_recipes.py and scripts/compare_on_validation.py (README, Trained
 # models).
 set -euo pipefail
@@ -26,7 +27,9 @@ for name in "${variants[@]}"; do
     case $name in  # each variant: what it changes in stage 1 (a later option overrides the shipped one)
         ema) change=(--ema 0.999) ;;
         short) change=(--epochs 12 --val-limit 64) ;;
-        *) echo "unknown variant $name (ema, short)" >&2; exit 2 ;;
+        lr1e-3) change=(--lr 1e-3) ;;
+        mixup) change=(--mixup 0.5) ;;
+        *) echo "unknown variant $name (ema, short, lr1e-3, mixup)" >&2; exit 2 ;;
     esac
     stage "$out/$name/stage1" "${common[@]}" "${shipped1[@]}" "${change[@]}"
     stage "$out/$name/stage2" "${common[@]}" "${shipped2[@]}" --init "$out/$name/stage1/best.safetensors"
