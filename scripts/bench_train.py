@@ -1,9 +1,11 @@
 """Training speed of each execution mode, as steps/s and as a ratio to plain fp32 in the same process.
 
     .venv/bin/python scripts/bench_train.py --preset ablation-1x1 --channels 16 [--steps 5] [--compile]
+        [--ssim-weight 0.5]
 
 Modes: fp32; fp32 + channels_last; bf16 autocast (+ channels_last); each optionally torch.compile'd;
-on CUDA also fp16 autocast. Batch 4 of 128x128 crops (the training default) unless told otherwise.
+on CUDA also fp16 autocast. Batch 4 of 128x128 crops (the training default) unless told otherwise;
+the loss is Charbonnier, plus W x (1 - SSIM) with --ssim-weight W (the shipped recipe's 0.5).
 Machines here are noisy: compare ratios within one run, and read the recorded hardware line.
 """
 
@@ -27,12 +29,12 @@ def steps_per_second(runtime: Runtime, args, compiled: bool) -> float:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     low, high = torch.rand(args.batch, 3, args.crop, args.crop), torch.rand(args.batch, 3, args.crop, args.crop)
     for _ in range(args.warmup):
-        train_step(trained, optimizer, low, high, runtime)
+        train_step(trained, optimizer, low, high, runtime, args.ssim_weight)
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(args.steps):
-        train_step(trained, optimizer, low, high, runtime)  # .item() inside synchronises
+        train_step(trained, optimizer, low, high, runtime, args.ssim_weight)  # .item() inside synchronises
     return args.steps / (time.perf_counter() - start)
 
 
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd modes")
+    parser.add_argument("--ssim-weight", type=float, default=0.0, help="add W x (1 - SSIM) to the loss")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precisions", default="fp32,bf16,fp16", help="comma-separated subset to time")
     parser.add_argument("--json", help="also write the results here")
@@ -57,7 +60,8 @@ def main() -> None:
     modes = [m for m in modes if m.precision in args.precisions.split(",")]
     print(f"hardware: {hardware_name(device)}; torch {torch.__version__}; CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"model: {args.preset} channels={args.channels or 'preset'}; batch {args.batch} x {args.crop}x{args.crop}")
+    print(f"model: {args.preset} channels={args.channels or 'preset'}; batch {args.batch} x {args.crop}x{args.crop}; "
+          f"SSIM weight {args.ssim_weight}")  # fmt: skip
     results, reference = [], None
     for compiled in [False, True] if args.compile else [False]:
         for runtime in modes:

@@ -34,7 +34,14 @@ def _gaussian_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch
     t = torch.arange(size, dtype=x.dtype) - (size - 1) / 2
     g = torch.exp(-(t**2) / (2 * sigma**2))
     g /= g.sum()
-    return F.conv2d(F.conv2d(x, g.view(1, 1, size, 1)), g.view(1, 1, 1, size))
+    # The N images as the channels of one depthwise convolution: the same sums, but 6x (float64,
+    # 600x400) to 20x (float32 with its backward, the SSIM loss's 128x128 crops) faster on a CPU
+    # than N one-channel images, for which oneDNN has no fast path.
+    n = x.shape[0]
+    y = x.reshape(1, n, *x.shape[-2:])
+    y = F.conv2d(y, g.view(1, 1, size, 1).expand(n, 1, size, 1), groups=n)
+    y = F.conv2d(y, g.view(1, 1, 1, size).expand(n, 1, 1, size), groups=n)
+    return y.reshape(n, 1, *y.shape[-2:])
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
