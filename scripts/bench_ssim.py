@@ -73,8 +73,8 @@ def main() -> None:
             with mock.patch.object(metrics, "_gaussian_blur", one_channel_blur):
                 reference.append(seconds(work, calls))
         ratios = [r / s for r, s in zip(reference, shipped)]
-        print(f"| {name} | {1000 * statistics.median(shipped):.1f} | {1000 * statistics.median(reference):.1f} | "
-              f"x{statistics.median(ratios):.1f} | {difference:.1e} |")  # fmt: skip
+        times = f"{1000 * statistics.median(shipped):.1f} | {1000 * statistics.median(reference):.1f}"
+        print(f"| {name} | {times} | x{statistics.median(ratios):.1f} | {difference:.1e} |")
 
 
 if __name__ == "__main__":

@@ -60,8 +60,8 @@ def main() -> None:
     modes = [m for m in modes if m.precision in args.precisions.split(",")]
     print(f"hardware: {hardware_name(device)}; torch {torch.__version__}; CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"model: {args.preset} channels={args.channels or 'preset'}; batch {args.batch} x {args.crop}x{args.crop}; "
-          f"SSIM weight {args.ssim_weight}")  # fmt: skip
+    print(f"model: {args.preset} channels={args.channels or 'preset'}; "
+          f"batch {args.batch} x {args.crop}x{args.crop}; SSIM weight {args.ssim_weight}")  # fmt: skip
     results, reference = [], None
     for compiled in [False, True] if args.compile else [False]:
         for runtime in modes:

@@ -11,9 +11,9 @@ A model given as A+B+... is the uniform average of those weights (a "model soup"
 With --self-ensemble each model also gets a row "NAME x8": the mean of its 8 flipped/rotated views
 (mirnet.enhance.self_ensemble, what `mirnet enhance --self-ensemble` does), at 8 times the cost.
 With --ensemble a last row scores the mean of all the models' outputs (an ensemble of separately
-trained models, at the sum of their costs). With --training-pairs N the same table is made on N of
-the training pairs (every k-th of the split's training side): a model that scores alike on both
-does not overfit its training pairs.
+trained models, at the sum of their costs). With --training-pairs N the same table is made on N
+evenly spaced pairs of the split's training side: a model that scores alike on both does not
+overfit its training pairs.
 
 The seeds split holds out whole scenes in a fixed shuffled order, so the pairs held out with
 --val-pairs 64 are also held out by every run that held out 64 or more (lol-compact held out 185).
@@ -22,13 +22,17 @@ The seeds split holds out whole scenes in a fixed shuffled order, so the pairs h
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
 
 import torch
 
 from mirnet import MIRNet, count_macs, count_parameters, load_model
 from mirnet.data import load_pairs, split_by_scene, to_tensor, to_uint8
 from mirnet.evaluate import evaluate, model_method
-from mirnet.runtime import hardware_name, select_runtime
+from mirnet.runtime import Runtime, hardware_name, select_runtime
 from mirnet.train import latest_weights
 
 
@@ -46,8 +50,15 @@ def average(sources: list[str]) -> MIRNet:
     return models[0]
 
 
-def output_mean(models: list[MIRNet], runtime):
-    """A method: the mean of the models' clamped outputs, rounded to 8 bits once."""
+class Row(NamedTuple):
+    method: Callable[[np.ndarray], np.ndarray]
+    params: int
+    gmacs: float  # per 600x400 image
+
+
+def output_mean(models: list[MIRNet], runtime: Runtime) -> Callable[[np.ndarray], np.ndarray]:
+    """A method: the mean of the models' clamped outputs, rounded to 8 bits once (so not the mean
+    of model_method's 8-bit outputs)."""
     prepared = [runtime.prepare_for_inference(m).eval() for m in models]
 
     def enhance(image):
@@ -72,34 +83,38 @@ def main() -> None:
     args = parser.parse_args()
 
     training, held = split_by_scene(load_pairs(args.data), args.val_pairs, seed=args.seed)
+    if args.ensemble and len(args.models.split(",")) < 2:
+        parser.error("--ensemble needs at least two models")
+    if not 0 <= args.training_pairs <= len(training):
+        parser.error(f"--training-pairs must be between 0 and {len(training)}, the training side's size")
     runtime = select_runtime("cpu", "fp32")  # as the model cards: the same numbers on every CPU
     models = {name: average(name.split("+")) for name in args.models.split(",")}
-    # One row per method: label -> (method, parameters, GMACs per 600x400 image).
-    rows = {f"`{name}`": (model_method(m, runtime), count_parameters(m), count_macs(m, 400, 600) / 1e9)
+    rows = {f"`{name}`": Row(model_method(m, runtime), count_parameters(m), count_macs(m, 400, 600) / 1e9)
             for name, m in models.items()}  # fmt: skip
     if args.self_ensemble:
         for name, m in models.items():
-            params, gmacs = rows[f"`{name}`"][1:]
-            rows[f"`{name} x8`"] = (model_method(m, runtime, self_ensemble=True), params, 8 * gmacs)
+            single = rows[f"`{name}`"]
+            method = model_method(m, runtime, self_ensemble=True)
+            rows[f"`{name} x8`"] = Row(method, single.params, 8 * single.gmacs)
     if args.ensemble:
         singles = [rows[f"`{name}`"] for name in models]
+        method = output_mean(list(models.values()), runtime)
         label = " + ".join(f"`{name}`" for name in models) + ", outputs averaged"
-        cost = (sum(r[1] for r in singles), sum(r[2] for r in singles))
-        rows[label] = (output_mean(list(models.values()), runtime), *cost)
+        rows[label] = Row(method, sum(r.params for r in singles), sum(r.gmacs for r in singles))
     sets = [(f"{len(held)} held-out pairs", held)]
     if args.training_pairs:
-        step = max(len(training) // args.training_pairs, 1)
-        sample = training[::step][: args.training_pairs]
-        sets.append((f"{len(sample)} training pairs (every {step}th of {len(training)})", sample))
+        picks = np.linspace(0, len(training) - 1, args.training_pairs).round().astype(int)
+        sets.append((f"{args.training_pairs} evenly spaced training pairs (of {len(training)})",
+                     [training[i] for i in picks]))  # fmt: skip
     for title, pairs in sets:
-        result = evaluate(pairs, {label: row[0] for label, row in rows.items()})
+        result = evaluate(pairs, {label: row.method for label, row in rows.items()})
         means = {row["method"]: row for row in result.means()}
         print(f"{title} of {args.data} (seeds split, seed {args.seed}); {hardware_name()}")
         print("| model | params | GMACs @600x400 | PSNR (dB) | SSIM | GT-mean PSNR (dB) |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for label, (_, params, gmacs) in rows.items():
+        for label, row in rows.items():
             mean = means[label]
-            print(f"| {label} | {params:,} | {gmacs:.1f} | "
+            print(f"| {label} | {row.params:,} | {row.gmacs:.1f} | "
                   f"{mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['gt_mean_psnr']:.2f} |")  # fmt: skip
         print()
 

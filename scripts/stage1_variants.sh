@@ -8,8 +8,8 @@
 # Variants: ema (a 0.999 moving average of the weights is validated and kept in stage 1), short (a
 # 12-epoch cosine instead of 18, validated on 64 held-out pairs instead of 32), lr1e-3 (twice the
 # peak learning rate), mixup (half the batches blend their pairs, --mixup 0.5), reduction2 (channel
-# attention and SKFF squeeze by 2 instead of 8: at 16 channels the first stream's global descriptor
-# passes through 2 values, the paper's 64 channels through 8; the cost stays 18.9 GMACs).
+# attention and SKFF squeeze by 2 instead of 8: with 8, the first stream's 16 channels squeeze to 2
+# values where the paper's 64 squeeze to 8; by 2 they squeeze to 8 again, at the same 18.9 GMACs).
 # Compare them with scripts/compare_recipes.py and scripts/compare_on_validation.py (README, Trained
 # models).
 set -euo pipefail

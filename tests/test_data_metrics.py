@@ -185,6 +185,22 @@ def test_ssim_window_is_the_gaussian_of_wang_et_al():
     assert _gaussian_blur(x).item() == pytest.approx(255.0 * (1 / g.sum()) ** 2)
 
 
+def test_gaussian_blur_filters_each_image_on_its_own_with_its_gradient():
+    # The images run as the channels of one depthwise convolution: each must come out as if
+    # filtered alone, and so must the gradient that flows back to it.
+    from mirnet.metrics import _gaussian_blur
+
+    x = torch.rand(5, 1, 20, 17, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(5, 1, 10, 7, dtype=torch.float64)
+    (_gaussian_blur(x) * weights).sum().backward()
+    for i in range(5):
+        alone = x[i : i + 1].detach().clone().requires_grad_(True)
+        out = _gaussian_blur(alone)
+        (out * weights[i : i + 1]).sum().backward()
+        torch.testing.assert_close(out, _gaussian_blur(x)[i : i + 1])
+        torch.testing.assert_close(alone.grad, x.grad[i : i + 1])
+
+
 def test_gt_mean_psnr_forgives_global_brightness_only():
     rng = np.random.default_rng(0)
     target = rng.integers(40, 200, (16, 16, 3)).astype(np.uint8)

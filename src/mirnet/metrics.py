@@ -31,12 +31,11 @@ def psnr(output: np.ndarray, target: np.ndarray) -> float:
 
 def _gaussian_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """'Valid' filtering of (N, 1, H, W) with the normalised Gaussian window, as two 1-D passes."""
-    t = torch.arange(size, dtype=x.dtype) - (size - 1) / 2
+    t = torch.arange(size, dtype=x.dtype, device=x.device) - (size - 1) / 2
     g = torch.exp(-(t**2) / (2 * sigma**2))
     g /= g.sum()
-    # The N images as the channels of one depthwise convolution: the same sums, but 6x (float64,
-    # 600x400) to 20x (float32 with its backward, the SSIM loss's 128x128 crops) faster on a CPU
-    # than N one-channel images, for which oneDNN has no fast path.
+    # The N images as the channels of one depthwise convolution: the same sums, but oneDNN has no
+    # fast path for N one-channel images (several times slower on a CPU: scripts/bench_ssim.py).
     n = x.shape[0]
     y = x.reshape(1, n, *x.shape[-2:])
     y = F.conv2d(y, g.view(1, 1, size, 1).expand(n, 1, size, 1), groups=n)

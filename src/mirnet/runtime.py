@@ -61,12 +61,21 @@ def hardware_name(device: torch.device | None = None) -> str:
     """The GPU's or CPU's model name, for the records of benchmarks and training runs."""
     if device is not None and device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    fields: dict[str, str] = {}
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+                key, _, value = line.partition(":")
+                if not key.strip():  # the end of the first processor's block
+                    break
+                fields.setdefault(key.strip(), value.strip())
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    # Virtual machines may report only "AMD EPYC"; the family and model tell such CPUs apart
+    # (two of them here trained the same model at 2x different speeds).
+    if "cpu family" in fields and "model" in fields:
+        return f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']})"
+    return fields["model name"]
 
 
 @functools.cache
