@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-
 import torch
 
 from mirnet import MIRNet, count_macs, count_parameters, load_model
@@ -61,7 +60,7 @@ def output_mean(models: list[MIRNet], runtime: Runtime) -> Callable[[np.ndarray]
     of model_method's 8-bit outputs)."""
     prepared = [runtime.prepare_for_inference(m).eval() for m in models]
 
-    def enhance(image):
+    def enhance(image: np.ndarray) -> np.ndarray:
         x = runtime.input(to_tensor(image)[None])
         with torch.no_grad(), runtime.autocast():
             return to_uint8(torch.stack([m(x).float().clamp(0, 1) for m in prepared]).mean(0)[0])

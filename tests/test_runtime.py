@@ -33,3 +33,18 @@ def test_without_the_flags_a_timing_probe_decides(monkeypatch, probe):
 
 def test_the_probe_runs_and_answers():
     assert isinstance(runtime._bf16_probe(), bool)
+
+
+def test_hardware_name_adds_family_and_model_of_the_first_cpu(monkeypatch):
+    import builtins
+    import io
+
+    cpuinfo = ("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n\n"
+               "processor\t: 1\ncpu family\t: 99\nmodel\t\t: 99\nmodel name\t: other\n")  # fmt: skip
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        return io.StringIO(cpuinfo) if path == "/proc/cpuinfo" else real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert runtime.hardware_name() == "AMD EPYC (family 25, model 17)"
