@@ -30,7 +30,7 @@ import torch
 
 from mirnet import MIRNet, count_macs, count_parameters, load_model
 from mirnet.data import load_pairs, split_by_scene, to_tensor, to_uint8
-from mirnet.evaluate import evaluate, model_method
+from mirnet.evaluate import evaluate, model_forward, model_method
 from mirnet.runtime import Runtime, hardware_name, select_runtime
 from mirnet.train import latest_weights
 
@@ -58,12 +58,11 @@ class Row(NamedTuple):
 def output_mean(models: list[MIRNet], runtime: Runtime) -> Callable[[np.ndarray], np.ndarray]:
     """A method: the mean of the models' clamped outputs, rounded to 8 bits once (so not the mean
     of model_method's 8-bit outputs)."""
-    prepared = [runtime.prepare_for_inference(m).eval() for m in models]
+    forwards = [model_forward(m, runtime) for m in models]
 
     def enhance(image: np.ndarray) -> np.ndarray:
-        x = runtime.input(to_tensor(image)[None])
-        with torch.no_grad(), runtime.autocast():
-            return to_uint8(torch.stack([m(x).float().clamp(0, 1) for m in prepared]).mean(0)[0])
+        x = to_tensor(image)[None]
+        return to_uint8(torch.stack([forward(x) for forward in forwards]).mean(0)[0])
 
     return enhance
 

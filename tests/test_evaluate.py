@@ -122,3 +122,19 @@ def test_bf16_model_method_matches_the_enhancer_and_leaves_the_model_fp32():
     image = np.random.default_rng(0).integers(0, 80, (24, 32, 3), dtype=np.uint8)
     expected = Enhancer(model, device="cpu", precision="bf16").enhance_tensor(to_tensor(image)[None])
     assert np.array_equal(method(image), to_uint8(expected[0]))
+
+
+def test_model_forward_is_the_unrounded_output_of_model_method():
+    from mirnet.data import to_tensor, to_uint8
+    from mirnet.evaluate import model_forward, model_method
+    from mirnet.runtime import select_runtime
+
+    torch.manual_seed(0)
+    model = mirnet.create_model("paper", channels=8, num_rrg=1, num_mrb=1, num_streams=2)
+    runtime = select_runtime("cpu", "fp32")
+    image = np.random.default_rng(1).integers(0, 80, (24, 32, 3), dtype=np.uint8)
+    out = model_forward(model, runtime)(to_tensor(image)[None])
+    assert out.dtype == torch.float32 and out.shape == (1, 3, 24, 32)
+    assert 0 <= out.min() and out.max() <= 1
+    assert not torch.equal(out, out.mul(255).round().div(255))  # not yet rounded to 8 bits
+    assert np.array_equal(model_method(model, runtime)(image), to_uint8(out[0]))

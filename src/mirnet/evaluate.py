@@ -33,20 +33,29 @@ CONVENTIONS = (
 )
 
 
-def model_method(model: torch.nn.Module, runtime: Runtime | None = None,
-                 self_ensemble: bool = False) -> Method:  # fmt: skip
-    """A MIRNet as a method: whole-image inference, output clamped to [0, 1] and rounded to 8 bits
-    (self_ensemble: the mean of its 8 flipped/rotated views, mirnet.enhance.self_ensemble).
+def model_forward(model: torch.nn.Module,
+                  runtime: Runtime | None = None) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """A MIRNet as a function from a (N, 3, H, W) batch in [0, 1] to its fp32 output clamped to
+    [0, 1], before any rounding (what model_method and output ensembles build on).
 
-    Under autocast the method runs on a copy of the model with its weights in the autocast dtype,
-    as the Enhancer keeps them (Runtime.prepare_for_inference): the caller's model stays fp32, and
-    later changes to it do not reach the method."""
+    Under autocast it runs on a copy of the model with its weights in the autocast dtype, as the
+    Enhancer keeps them (Runtime.prepare_for_inference): the caller's model stays fp32, and later
+    changes to it do not reach the function."""
     runtime = runtime or select_runtime()
     model = runtime.prepare_for_inference(model).eval()
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), runtime.autocast():
             return model(runtime.input(x)).float().clamp(0, 1)
+
+    return forward
+
+
+def model_method(model: torch.nn.Module, runtime: Runtime | None = None,
+                 self_ensemble: bool = False) -> Method:  # fmt: skip
+    """A MIRNet as a method: whole-image inference (model_forward), output rounded to 8 bits
+    (self_ensemble: the mean of its 8 flipped/rotated views, mirnet.enhance.self_ensemble)."""
+    forward = model_forward(model, runtime)
 
     def enhance(image: np.ndarray) -> np.ndarray:
         x = to_tensor(image)[None]
