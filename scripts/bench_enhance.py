@@ -209,9 +209,11 @@ def main() -> None:
         for pair in pairs:
             print(f"| {pair['width']}x{pair['height']} | {pair['rounds']} | x{pair['ratio_median']:.0f} | "
                   f"x{pair['ratio_min']:.0f} - x{pair['ratio_max']:.0f} |")  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows + [{"side_by_side": pair} for pair in pairs], f, indent=2)
+    if args.json:  # before 2026-11-30 the side-by-side entries were appended to the list of runs
+        from mirnet.files import atomic_output
+
+        with atomic_output(args.json) as tmp:
+            tmp.write_text(json.dumps({"runs": rows, "side_by_side": pairs}, indent=2))
 
 
 if __name__ == "__main__":
