@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Train the bundled default model, lol-compact, from scratch on LOL our485 in two stages:
-#   1. 21,600 steps on 4 x 128x128 crops (learns local restoration cheaply);
+#   1. 21,600 steps on 4 x 128x128 crops at a peak lr of 1e-3 (learns local restoration cheaply);
 #   2. 2,700 steps on 1 x 256x256 crop, started from stage 1's best weights (the same pixels per step
 #      but 4x the context per crop, for the global exposure that the channel attention pools).
 # Both stages hold out 65 pairs of our485 by whole scenes (420 left to train on), add
 # 0.5 x (1 - SSIM) to the Charbonnier loss, validate on held-out scenes only (never eval15) and keep
 # their best checkpoint. Run it again to resume after an interruption: a stage that has a checkpoint
-# continues, a finished stage is skipped.
+# continues, a finished stage is skipped. This is recipe v3 (2026-11-30); v2, the default before it,
+# peaked at lr 5e-4 in stage 1 (git show 44655fd:scripts/train_lol_compact.sh).
 #
 #   scripts/train_lol_compact.sh [OUR485_FOLDER] [RUN_FOLDER] [TRAIN OPTIONS...]
 #
@@ -21,6 +22,6 @@ extra=("${@:3}")
 source "$root/scripts/stage.sh"
 
 common=(--data "$data" --preset compact --augment --schedule cosine --val-pairs 64 --ssim-weight 0.5 "${extra[@]}")
-stage "$out/stage1" "${common[@]}" --epochs 18 --steps-per-epoch 1200 --lr 5e-4 --warmup-steps 200 --val-limit 32
+stage "$out/stage1" "${common[@]}" --epochs 18 --steps-per-epoch 1200 --lr 1e-3 --warmup-steps 200 --val-limit 32
 stage "$out/stage2" "${common[@]}" --init "$out/stage1/best.safetensors" --crop 256 --batch-size 1 \
     --epochs 6 --steps-per-epoch 450 --lr 2e-4 --warmup-steps 50 --val-limit 64
