@@ -312,8 +312,13 @@ def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> int:
     """Multiply-accumulates of one forward pass on a 1x3xHxW image, counted by torch's FLOP counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    # On a copy on the meta device: shapes only, so the paper preset counts in seconds, not minutes.
-    shadow = copy.deepcopy(model).to("meta")
+    # On a twin on the meta device: shapes only, so the paper preset counts in seconds, not minutes.
+    # A MIRNet is rebuilt there from its config, so its weights are never copied.
+    if isinstance(model, MIRNet):
+        with torch.device("meta"):
+            shadow = MIRNet(model.config)
+    else:
+        shadow = copy.deepcopy(model).to("meta")
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         shadow(torch.zeros(1, 3, height, width, device="meta"))
