@@ -9,15 +9,29 @@
 # continues, a finished stage is skipped. This is recipe v3 (2026-11-30); v2, the default before it,
 # peaked at lr 5e-4 in stage 1 (git show 44655fd:scripts/train_lol_compact.sh).
 #
-#   scripts/train_lol_compact.sh [OUR485_FOLDER] [RUN_FOLDER] [TRAIN OPTIONS...]
+#   scripts/train_lol_compact.sh [--background] [OUR485_FOLDER] [RUN_FOLDER] [TRAIN OPTIONS...]
 #
 # Further options go to both stages' `mirnet train` (e.g. --precision fp32); a resumed stage keeps
-# the options it started with.
+# the options it started with. --background detaches the run from the terminal (it survives a
+# closed shell), appends its output to RUN_FOLDER/train.log and returns at once.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+background=false
+if [[ "${1:-}" == "--background" ]]; then
+    background=true
+    shift
+fi
 data="${1:-$root/../shared/data/LOL/our485}"
 out="${2:-runs/lol-compact}"
 extra=("${@:3}")
+
+if $background; then
+    mkdir -p "$out"
+    nohup "$0" "$data" "$out" "${extra[@]}" >>"$out/train.log" 2>&1 </dev/null &
+    echo "training in the background (pid $!); log: $out/train.log"
+    echo "after an interruption, the same command resumes it"
+    exit 0
+fi
 
 source "$root/scripts/stage.sh"
 

@@ -312,3 +312,35 @@ def test_torchrun_two_cpu_processes_train_and_resume(data, tmp_path):
     assert result.returncode == 0, _worker_errors(result.stderr)
     assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 4
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_default_recipe_script_detaches_with_background_and_logs(tmp_path):
+    """scripts/train_lol_compact.sh --background returns at once; the run goes on detached, writes its
+    log in the run folder and reaches training (stopped here after one step of stage 1)."""
+    data = make_pairs(tmp_path / "pairs", count=6, size=(256, 256))
+    out = tmp_path / "run"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_lol_compact.sh"
+    started = time.monotonic()
+    result = subprocess.run([str(script), "--background", str(data), str(out), "--max-steps", "1", "--val-pairs", "2"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 30  # it did not wait for the training
+    assert f"log: {out}/train.log" in result.stdout
+    pid = int(result.stdout.split("(pid ")[1].split(")")[0])
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (out / "stage1" / "last.pt").exists():
+            time.sleep(1)
+        state = torch.load(out / "stage1" / "last.pt", weights_only=True)
+        assert state["step"] == 1
+        config = json.loads((out / "stage1" / "config.json").read_text())["train"]
+        assert config["preset"] == "compact" and config["lr"] == 1e-3 and config["ssim_weight"] == 0.5
+        assert (out / "train.log").stat().st_size > 0
+    finally:
+        # Stage 2 then stops at once (stage 1 never validated, so there is no best.safetensors to start
+        # from); end whatever is left of the detached run so that no test leaves a process behind.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(1)
+        if Path(f"/proc/{pid}").exists():
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
