@@ -362,3 +362,94 @@ def test_demo_writes_a_side_by_side_picture(tiny_weights, tmp_path, capsys):
     with Image.open(tmp_path / "demo.png") as image:
         assert image.width == 3 * 600 and image.height > 400
     assert str(tmp_path / "demo.png") in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- unusual inputs and collisions
+
+
+def test_two_inputs_with_one_output_name_do_not_overwrite_each_other(enhancer, tmp_path):
+    for day, level in (("day1", 40), ("day2", 90)):
+        (tmp_path / day).mkdir()
+        Image.fromarray(np.full((24, 32, 3), level, np.uint8)).save(tmp_path / day / "IMG_1.png")
+    Image.fromarray(_photo()).save(tmp_path / "day1" / "x.jpg")
+    Image.fromarray(_photo(seed=1)).save(tmp_path / "day1" / "x.jpeg")
+    inputs = [tmp_path / "day1" / "IMG_1.png", tmp_path / "day2" / "IMG_1.png", tmp_path / "day1" / "x.jpg",
+              tmp_path / "day1" / "x.jpeg"]  # fmt: skip
+    for overwrite in (False, True):
+        out = tmp_path / f"out-{overwrite}"
+        summary = enhance_files(inputs, out, enhancer, overwrite=overwrite, progress=False)
+        assert summary.done == 2 and summary.failed == 2 and summary.skipped == 0
+        assert f"{tmp_path / 'day2' / 'IMG_1.png'}: its output {out / 'IMG_1.png'}" in summary.errors[0]
+        assert str(tmp_path / "day1" / "x.jpeg") in summary.errors[1]
+        # The first input's result is the one kept: the dark grey one, not the lighter second.
+        expected = enhancer.enhance_rgb(np.full((24, 32, 3), 40, np.uint8))
+        with Image.open(out / "IMG_1.png") as kept:
+            assert np.array_equal(np.asarray(kept.convert("RGB")), expected)
+
+
+def test_an_input_reached_by_another_name_is_not_overwritten(enhancer, tmp_path):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png").hardlink_to(tmp_path / "a.png")  # as IMG.JPG is IMG.jpg on macOS
+    before = _digest(tmp_path)
+    summary = enhance_files([tmp_path / "a.png"], tmp_path / "out", enhancer, overwrite=True, progress=False)
+    assert summary.failed == 1 and "would overwrite an input" in summary.errors[0]
+    assert _digest(tmp_path) == before
+
+
+def test_cmyk_with_an_unusable_profile_exif_of_the_wrong_type_and_float_tiffs_are_read(tmp_path):
+    Image.fromarray(_photo()).convert("CMYK").save(tmp_path / "bad-profile.jpg", icc_profile=b"not a profile")
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # an RGB profile on CMYK
+    Image.fromarray(_photo()).convert("CMYK").save(tmp_path / "rgb-profile.jpg", icc_profile=srgb)
+    for name in ("bad-profile.jpg", "rgb-profile.jpg"):
+        photo = read_photo(tmp_path / name)
+        assert photo.rgb.shape == (40, 56, 3) and "unusable CMYK profile ignored" in photo.notes
+    # An orientation tag (0x0112) stored as text: Pillow cannot write such EXIF back.
+    header = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08" + (1).to_bytes(2, "big")
+    entry = (0x0112).to_bytes(2, "big") + (2).to_bytes(2, "big") + (4).to_bytes(4, "big") + b"abc\x00"
+    Image.fromarray(_photo()).save(tmp_path / "odd-exif.jpg", exif=header + entry + bytes(4))
+    photo = read_photo(tmp_path / "odd-exif.jpg")
+    assert photo.rgb.shape == (40, 56, 3) and photo.exif is None and photo.notes
+    unit = np.linspace(0, 1, 20 * 30, dtype=np.float32).reshape(20, 30)
+    Image.fromarray(unit, "F").save(tmp_path / "float.tif")
+    photo = read_photo(tmp_path / "float.tif")
+    assert photo.grayscale and photo.rgb[0, 0, 0] == 0 and photo.rgb[-1, -1, 0] == 255
+
+
+def test_webp_too_large_and_out_of_memory_are_one_line_and_the_batch_goes_on(enhancer, tmp_path):
+    Image.fromarray(np.zeros((2, 16400, 3), np.uint8)).save(tmp_path / "pano.png")
+    Image.fromarray(_photo()).save(tmp_path / "small.png")
+    summary = enhance_files([tmp_path / "pano.png", tmp_path / "small.png"], tmp_path / "out", enhancer,
+                            fmt="webp", progress=False)  # fmt: skip
+    assert summary.done == 1 and summary.failed == 1
+    assert "too large for WebP" in summary.errors[0] and str(tmp_path / "pano.png") in summary.errors[0]
+
+    class Exhausted(Enhancer):
+        def __init__(self):  # no model: it only runs out of memory
+            pass
+
+        def enhance_rgb(self, rgb, tile="auto", overlap=32):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
+
+    summary = enhance_files([tmp_path / "small.png"], tmp_path / "out2", Exhausted(), progress=False)
+    assert summary.failed == 1 and f"{tmp_path / 'small.png'}: out of memory" in summary.errors[0]
+
+
+def test_bad_tile_and_overlap_fail_before_any_work(tiny_weights, tmp_path, capsys):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    for options in (["--overlap", "-8"], ["--tile", "64"]):
+        status = main(["enhance", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--weights",
+                       str(tiny_weights), "--device", "cpu", "-q", *options])  # fmt: skip
+        err = capsys.readouterr().err
+        assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "out").exists()
+
+
+def test_arrays_with_negative_strides_and_a_callers_model_left_as_it_was(tiny_weights):
+    bgr = _photo()
+    model = mirnet.load_model(tiny_weights).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    via_view = enhance(bgr[..., ::-1], model=model, device="cpu")
+    assert np.array_equal(via_view, enhance(np.ascontiguousarray(bgr[..., ::-1]), model=model, device="cpu"))
+    assert model.training and model.conv_in.weight.is_contiguous()  # not switched to eval or channels_last
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -99,6 +99,8 @@ def _official_file(tmp_path, edit):
         (lambda s: s.__setitem__("conv_out.weight", torch.zeros(3, 8, 5, 5)), r"conv_out.weight has shape \(3, 8, 5, 5\)"),
         (lambda s: s.pop("conv_in.weight"), "no conv_in.weight"),
         (lambda s: s["body.0.body.0.blocks.1.1.conv1x1.weight"].add_(1.0), "differs from the tensor it shares"),
+        (lambda s: s.pop("body.0.body.0.blocks.0.0.CA.conv_du.0.weight"), "no channel attention in its first DAU"),
+        (lambda s: s.__setitem__(7, torch.zeros(1)), "no state_dict of named tensors"),
     ],
 )
 def test_official_loader_rejects_tensors_that_do_not_fit(tmp_path, edit, message):

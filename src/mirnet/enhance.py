@@ -11,6 +11,7 @@ import functools
 import glob
 import io
 import os
+import struct
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +34,7 @@ AUTO_TILE = 512
 # at most this many pixels): without it each tile picks its own exposure, and seams show.
 CONTEXT_PIXELS = 1024 * 1024
 PIL_LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb guard (about 89.5 MP)
+WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 
@@ -60,10 +62,19 @@ class Photo:
 def decode(image: Image.Image) -> Photo:
     """A Pillow image as a Photo: orientation applied, every mode brought to 8-bit RGB (+ alpha)."""
     fmt = image.format
-    image = ImageOps.exif_transpose(image)  # also drops the orientation tag from its EXIF
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:  # Pillow warns of corrupt EXIF on stderr
+        warnings.simplefilter("always")
+        image = ImageOps.exif_transpose(image)  # also drops the orientation tag from its EXIF
+        try:
+            exif = image.getexif()
+            exif_bytes = exif.tobytes() if len(exif) else None
+        except Exception:  # noqa: BLE001 - malformed tags (e.g. of the wrong type) fail in many ways
+            exif_bytes = None
+    if caught or (exif_bytes is None and image.info.get("exif")):
+        notes.append("unreadable EXIF data dropped" if exif_bytes is None else "corrupt EXIF data partly kept")
     icc = image.info.get("icc_profile")
-    exif = image.getexif()
-    photo = Photo(rgb=np.zeros((0, 0, 3), np.uint8), format=fmt, exif=exif.tobytes() if len(exif) else None)
+    photo = Photo(rgb=np.zeros((0, 0, 3), np.uint8), format=fmt, exif=exif_bytes, notes=notes)
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: keep the top 8 bits
         values = np.asarray(image, dtype=np.float64)
@@ -71,14 +82,23 @@ def decode(image: Image.Image) -> Photo:
         image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
         photo.notes.append("16-bit input written as 8-bit")
         mode = "L"
+    if mode == "F":  # 32-bit float grayscale: [0, 1] when its values say so, else 0-255
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+        image = Image.fromarray(np.clip(values * scale + 0.5, 0, 255).astype(np.uint8), "L")
+        photo.notes.append("32-bit float input written as 8-bit")
+        mode = "L"
     if mode == "CMYK":  # model works in RGB; a CMYK profile would be wrong on the RGB output
+        converted = None
         if icc:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # littlecms's notes on rendering intents
-                image = ImageCms.profileToProfile(image, io.BytesIO(icc), ImageCms.createProfile("sRGB"),
-                                                  outputMode="RGB")  # fmt: skip
-        else:
-            image = image.convert("RGB")
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # littlecms's notes on rendering intents
+                    converted = ImageCms.profileToProfile(image, io.BytesIO(icc), ImageCms.createProfile("sRGB"),
+                                                          outputMode="RGB")  # fmt: skip
+            except ImageCms.PyCMSError:  # a damaged profile, or one that is not for CMYK
+                photo.notes.append("unusable CMYK profile ignored")
+        image = converted if converted is not None else image.convert("RGB")
         icc = None
         photo.notes.append("CMYK converted to sRGB")
         mode = "RGB"
@@ -126,7 +146,7 @@ def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         raise ImageError(f"{path}: corrupt or truncated image ({error})") from None
 
 
@@ -161,6 +181,8 @@ def write_image(image: Image.Image, path: Path, fmt: str, options: dict) -> None
         raise ImageError(f"{path.parent}: output folder does not exist") from None
     except OSError as error:
         raise ImageError(f"{path}: cannot write ({error.strerror or error})") from None
+    except ValueError as error:  # what the format cannot hold, e.g. WebP over 16383 pixels a side
+        raise ImageError(f"{path}: cannot write as {fmt} ({error})") from None
 
 
 # ---------------------------------------------------------------- inference
@@ -184,6 +206,15 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
     stride = tile - overlap
     starts = list(range(0, length - tile, stride))
     return starts + [length - tile]
+
+
+def check_tiling(tile: int | str | None, overlap: int) -> None:
+    """ValueError unless tile (pixels, "auto" or None) and overlap can cut an image into tiles."""
+    if overlap < 0:
+        raise ValueError(f"overlap must be 0 or more pixels, got {overlap}")
+    size = AUTO_TILE if tile == "auto" else tile
+    if size is not None and size <= 2 * overlap:
+        raise ValueError(f"tile ({size}) must be more than twice the overlap ({overlap})")
 
 
 def auto_tile(height: int, width: int) -> int | None:
@@ -226,7 +257,7 @@ class Enhancer:
         if not given:
             model = load_model(DEFAULT_MODEL if model is None else model)
         self.runtime: Runtime = select_runtime(device, precision)
-        self.model = self.runtime.prepare_for_inference(model.eval(), keep_original=given)
+        self.model = self.runtime.prepare_for_inference(model, keep_original=given).eval()
         self.self_ensemble = self_ensemble
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,10 +309,11 @@ class Enhancer:
         """(1, 3, H, W) in [0, 1] to the same; tiles of tile x tile with blended overlaps when tile is
         set, all with the whole image's global context (context_pixels=None: each tile its own)."""
         _, _, height, width = x.shape
+        if overlap < 0:
+            raise ValueError(f"overlap must be 0 or more pixels, got {overlap}")
         if tile is None or (tile >= height and tile >= width):
             return self._run(x)
-        if tile <= 2 * overlap:
-            raise ValueError(f"tile ({tile}) must be more than twice the overlap ({overlap})")
+        check_tiling(tile, overlap)
         context = self._global_context(x, context_pixels) if context_pixels else None
         out = torch.zeros(1, 3, height, width)
         total = torch.zeros(1, 1, height, width)
@@ -341,6 +373,7 @@ def enhance(image, model: MIRNet | str | Path | None = None, tile: int | str | N
 
 
 def _enhance_array(enhancer: Enhancer, array: np.ndarray, tile, overlap) -> np.ndarray:
+    array = np.ascontiguousarray(array)  # views such as bgr[..., ::-1] have strides torch refuses
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
         raise ValueError(f"expected an HxWx3 or HxW array, got shape {array.shape}")
     if array.dtype == np.uint8:
@@ -399,6 +432,11 @@ def output_path(file: Path, folder: Path | None, outdir: Path, suffix: str, fmt:
     return outdir / relative / f"{file.stem}{suffix}{_SUFFIX[fmt]}"
 
 
+def _file_id(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
 def _output_format(photo: Photo, wanted: str | None) -> str:
     if wanted:
         return FORMATS[wanted.lower()]
@@ -419,10 +457,14 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNe
                   tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP, device: str = "auto",
                   max_pixels: int | None = PIL_LIMIT, progress: bool = True, report=None) -> Summary:  # fmt: skip
     """Enhance many files into outdir; each failure is reported as one line and the batch goes on."""
+    check_tiling(tile, overlap)  # before any work: a bad value would fail every tiled image
     outdir = Path(outdir)
     summary = Summary()
     jobs = list(collect_inputs(inputs, recursive))
     originals = {p.resolve() for p, _, error in jobs if error is None and p.exists()}
+    # Also by file identity: on a case-insensitive file system IMG.JPG and IMG.jpg are one file.
+    original_ids = {_file_id(p) for p in originals}
+    claimed: dict[Path, Path] = {}  # output -> the input that wrote it in this batch
     enhancer: Enhancer | None = None
     bar = None
     if progress:
@@ -451,9 +493,18 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNe
             photo = read_photo(file, max_pixels)
             out_format = _output_format(photo, fmt)
             target = output_path(file, folder, outdir, suffix, out_format)
-            if target.resolve() in originals:
+            if target.resolve() in originals or (target.exists() and _file_id(target) in original_ids):
                 fail(f"{target}: would overwrite an input; choose another -o or a --suffix")
                 continue
+            other = claimed.get(target.resolve())
+            if other is not None:
+                fail(f"{file}: its output {target} is {other}'s in this batch; use separate -o folders or a --suffix")
+                continue
+            if out_format == "WEBP" and max(photo.rgb.shape[:2]) > WEBP_MAX_SIDE:
+                fail(f"{file}: {photo.rgb.shape[1]}x{photo.rgb.shape[0]} is too large for WebP "
+                     f"(at most {WEBP_MAX_SIDE} pixels a side); use --format png")  # fmt: skip
+                continue
+            claimed[target.resolve()] = file
             if target.exists() and not overwrite:
                 summary.skipped += 1
                 say(f"skipped: {target} exists (--overwrite replaces it)")
@@ -466,7 +517,13 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNe
                 raise ImageError(f"{target.parent}: output folder is not writable")
             if enhancer is None:
                 enhancer = model if isinstance(model, Enhancer) else Enhancer(model, device=device)
-            rgb = enhancer.enhance_rgb(photo.rgb, tile, overlap)
+            try:
+                rgb = enhancer.enhance_rgb(photo.rgb, tile, overlap)
+            except (RuntimeError, MemoryError) as err:
+                if isinstance(err, RuntimeError) and "memory" not in str(err).lower():
+                    raise
+                raise ImageError(f"{file}: out of memory ({photo.rgb.shape[1]}x{photo.rgb.shape[0]}); "
+                                 "smaller tiles need less (--tile 512)") from None  # fmt: skip
             image, options = encode(photo, rgb, out_format)
             write_image(image, target, out_format, options)
             summary.done += 1

@@ -35,16 +35,16 @@ class Runtime:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def prepare_for_inference(self, model: torch.nn.Module, keep_original: bool = True) -> torch.nn.Module:
-        """prepare(), with the weights stored in the autocast dtype when autocasting (in a copy when
-        keep_original, so that a caller's fp32 model stays as it was).
+        """prepare(), with the weights stored in the autocast dtype when autocasting; in a copy when
+        keep_original, so that a caller's model keeps its device, dtype and layout.
 
         Autocast casts every weight of every low-precision op on every call; weights already in
         that dtype are used as they are, with the same values, so the outputs do not change.
         """
+        if keep_original:  # .to() converts a module in place
+            model = copy.deepcopy(model)
         if self.precision == "fp32":
             return self.prepare(model)
-        if keep_original:
-            model = copy.deepcopy(model)
         return self.prepare(model.to(torch.bfloat16 if self.precision == "bf16" else torch.float16))
 
     def input(self, x: torch.Tensor) -> torch.Tensor:

@@ -165,7 +165,10 @@ def _infer_config(state: dict[str, Tensor], path: Path) -> MIRNetConfig:
     daus = count(r"body\.0\.body\.0\.blocks\.0\.(\d+)\.")
     if daus < 2:
         raise WeightsError(f"{path}: unsupported official layout with {daus} DAU(s) per stream")
-    reduction = channels // state["body.0.body.0.blocks.0.0.CA.conv_du.0.weight"].shape[0]
+    squeeze = state.get("body.0.body.0.blocks.0.0.CA.conv_du.0.weight")
+    if squeeze is None:
+        raise WeightsError(f"{path}: not a MIRNet checkpoint (no channel attention in its first DAU)")
+    reduction = channels // squeeze.shape[0]
     return MIRNetConfig(
         channels=channels,
         num_rrg=count(r"body\.(\d+)\.body\."),
@@ -191,8 +194,8 @@ def load_official_checkpoint(path: str | Path) -> MIRNet:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsError(f"{path}: not a readable torch checkpoint ({first_line})") from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: not an official MIRNet checkpoint (no state_dict of tensors)")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise WeightsError(f"{path}: not an official MIRNet checkpoint (no state_dict of named tensors)")
     if state and all(key.startswith("module.") for key in state):  # saved from nn.DataParallel
         state = {key[len("module."):]: value for key, value in state.items()}
 
