@@ -309,11 +309,10 @@ class Enhancer:
         """(1, 3, H, W) in [0, 1] to the same; tiles of tile x tile with blended overlaps when tile is
         set, all with the whole image's global context (context_pixels=None: each tile its own)."""
         _, _, height, width = x.shape
-        if overlap < 0:
-            raise ValueError(f"overlap must be 0 or more pixels, got {overlap}")
-        if tile is None or (tile >= height and tile >= width):
+        whole = tile is None or (tile >= height and tile >= width)
+        check_tiling(None if whole else tile, overlap)  # a tile that covers the image needs no room to blend
+        if whole:
             return self._run(x)
-        check_tiling(tile, overlap)
         context = self._global_context(x, context_pixels) if context_pixels else None
         out = torch.zeros(1, 3, height, width)
         total = torch.zeros(1, 1, height, width)
@@ -520,10 +519,11 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNe
             try:
                 rgb = enhancer.enhance_rgb(photo.rgb, tile, overlap)
             except (RuntimeError, MemoryError) as err:
-                if isinstance(err, RuntimeError) and "memory" not in str(err).lower():
+                message = str(err).lower()
+                if isinstance(err, RuntimeError) and not ("out of memory" in message or "allocate memory" in message):
                     raise
                 raise ImageError(f"{file}: out of memory ({photo.rgb.shape[1]}x{photo.rgb.shape[0]}); "
-                                 "smaller tiles need less (--tile 512)") from None  # fmt: skip
+                                 "a smaller --tile needs less") from None  # fmt: skip
             image, options = encode(photo, rgb, out_format)
             write_image(image, target, out_format, options)
             summary.done += 1
