@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,12 +124,17 @@ def main() -> None:
             "training": {**record.get("training", {}), "summary": summary, "command": args.command}}  # fmt: skip
     target = ROOT / "src" / "mirnet" / "pretrained" / f"{args.name}.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Checked in a scratch file first, so that a failed check leaves the shipped weights as they were.
+    with tempfile.TemporaryDirectory() as scratch:
+        trial = Path(scratch) / target.name
+        save_weights(model, trial, metadata=meta)
+        check = load_weights(trial)
+        x = torch.rand(1, 3, 32, 48)
+        with torch.no_grad():
+            # channels_last (left by evaluation) vs contiguous layout: equal up to float rounding
+            if not torch.allclose(check(x), model(x), atol=1e-5):
+                raise SystemExit("shipped weights would not reproduce the run's model; nothing shipped")
     save_weights(model, target, metadata=meta)
-    check = load_weights(target)
-    x = torch.rand(1, 3, 32, 48)
-    with torch.no_grad():
-        # channels_last (left by evaluation) vs contiguous layout: equal up to float rounding
-        assert torch.allclose(check(x), model(x), atol=1e-5), "shipped weights do not reproduce the run's model"
 
     stage_rows = "\n".join(
         f"| {i} | {s.recipe(i - 1 if i > 1 else None)} | {s.history[-1]['step']} "

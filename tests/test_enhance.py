@@ -1,6 +1,7 @@
 """`mirnet enhance` and mirnet.enhance(): any photo in, the same kind out, bad input reported, inputs untouched."""
 
 import hashlib
+import json
 import io
 from pathlib import Path
 
@@ -453,3 +454,20 @@ def test_arrays_with_negative_strides_and_a_callers_model_left_as_it_was(tiny_we
     assert np.array_equal(via_view, enhance(np.ascontiguousarray(bgr[..., ::-1]), model=model, device="cpu"))
     assert model.training and model.conv_in.weight.is_contiguous()  # not switched to eval or channels_last
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_an_installed_copy_of_a_shipped_model_is_listed_by_the_name_it_loads_by(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MIRNET_HOME", str(tmp_path))
+    shipped = mirnet.zoo.bundled_path("lol-compact")
+    (tmp_path / "lol-compact-v3.safetensors").write_bytes(shipped.read_bytes())  # it records name lol-compact
+    assert main(["models", "--json"]) == 0
+    installed = [m for m in json.loads(capsys.readouterr().out) if m["kind"] == "installed"]
+    assert [m["name"] for m in installed] == ["lol-compact-v3"]
+
+
+def test_export_refuses_to_overwrite_its_input_weights(tiny_weights, tmp_path, capsys):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(tiny_weights.read_bytes())
+    assert main(["export", "onnx", "--weights", str(weights), "-o", str(weights)]) == 2
+    assert "refusing to overwrite the input weights" in capsys.readouterr().err
+    assert weights.read_bytes() == tiny_weights.read_bytes()

@@ -138,3 +138,16 @@ def test_model_forward_is_the_unrounded_output_of_model_method():
     assert 0 <= out.min() and out.max() <= 1
     assert not torch.equal(out, out.mul(255).round().div(255))  # not yet rounded to 8 bits
     assert np.array_equal(model_method(model, runtime)(image), to_uint8(out[0]))
+
+
+def test_a_perfect_score_is_written_as_strict_json(tmp_path):
+    from mirnet.cli import main
+
+    for side in ("low", "high"):  # the input equals its reference: infinite PSNR
+        (tmp_path / "same" / side).mkdir(parents=True)
+        Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "same" / side / "1.png")
+    assert main(["evaluate", "--data", str(tmp_path / "same"), "--baselines", "--out", str(tmp_path / "out"),
+                 "--figure", "0"]) == 0  # fmt: skip
+    strict = json.loads((tmp_path / "out" / "evaluation.json").read_text(),
+                        parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))  # fmt: skip
+    assert next(r for r in strict["means"] if r["method"] == "input")["psnr"] is None

@@ -206,7 +206,7 @@ def test_config_validation_and_overrides():
         MIRNetConfig(channels=0)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("nope")
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown MIRNetConfig fields: colour"):
         preset("paper", colour=3)
     assert preset("ablation-3x3", channels=16) == MIRNetConfig(channels=16, num_rrg=3, num_mrb=3)
     assert MIRNetConfig.from_dict(preset("paper").to_dict()) == preset("paper")

@@ -308,7 +308,7 @@ def test_torchrun_two_cpu_processes_train_and_resume(data, tmp_path):
     assert state["samplers"][0] != state["samplers"][1]  # each process draws its own crops
     config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert config["world_size"] == 2
-    result = _torchrun(common + ["--out", str(tmp_path / "ddp"), "--resume"], env)
+    result = _torchrun(common + ["--out", str(tmp_path / "ddp"), "--resume", "--max-steps", "4"], env)
     assert result.returncode == 0, _worker_errors(result.stderr)
     assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 4
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
@@ -344,3 +344,86 @@ def test_default_recipe_script_detaches_with_background_and_logs(tmp_path):
             time.sleep(1)
         if Path(f"/proc/{pid}").exists():
             os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- the command line's guards
+
+
+def _cli_train(data, out, *extra):
+    from mirnet.cli import main
+
+    return main(["train", "--data", str(data), "--out", str(out), "--preset", "ablation-1x1", "--model-config",
+                 json.dumps(TINY_MODEL), "--val-pairs", "2", "--crop", "16", "--batch-size", "2", "--epochs", "2",
+                 "--steps-per-epoch", "2", "--device", "cpu", "--precision", "fp32", *extra])  # fmt: skip
+
+
+def test_resume_works_in_the_folder_given_and_refuses_other_changes(data, tmp_path, capsys):
+    from mirnet.cli import main
+
+    assert _cli_train(data, tmp_path / "a", "--max-steps", "1") == 0
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for file in (tmp_path / "a").iterdir():
+        (copy / file.name).write_bytes(file.read_bytes())
+    original = (tmp_path / "a" / "last.pt").read_bytes()
+    assert main(["train", "--out", str(copy), "--resume", "--max-steps", "3"]) == 0
+    assert (tmp_path / "a" / "last.pt").read_bytes() == original  # the run it was copied from is untouched
+    assert torch.load(copy / "last.pt", weights_only=True)["step"] == 3
+    capsys.readouterr()
+    assert main(["train", "--out", str(copy), "--resume", "--lr", "0.5"]) == 2
+    assert "not --lr" in capsys.readouterr().err
+
+
+def test_a_reached_max_steps_takes_no_further_step_on_resume(data, tmp_path):
+    from mirnet.cli import main
+
+    assert _cli_train(data, tmp_path / "run", "--max-steps", "1") == 0
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 0
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 1
+
+
+def test_a_finished_run_without_last_pt_is_not_overwritten(data, tmp_path, capsys):
+    assert _cli_train(data, tmp_path / "run") == 0
+    (tmp_path / "run" / "last.pt").unlink()
+    best = (tmp_path / "run" / "best.safetensors").read_bytes()
+    capsys.readouterr()
+    assert _cli_train(data, tmp_path / "run", "--seed", "3") == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "best.safetensors").read_bytes() == best
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model-config", '{"num_stream": 2}'], "unknown MIRNetConfig fields: num_stream"),
+        (["--model-config", "[1]"], "must be a JSON object"),
+        (["--batch-size", "0"], "batch-size must be at least 1"),
+        (["--val-pairs", "8"], "cannot hold out 8 of 8 pairs"),
+    ],
+)
+def test_bad_training_options_are_one_line_errors(data, tmp_path, capsys, extra, message):
+    assert _cli_train(data, tmp_path / "run", *extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_damaged_checkpoint_and_config_are_one_line_errors(data, tmp_path, capsys):
+    from mirnet.cli import main
+
+    assert _cli_train(data, tmp_path / "run", "--max-steps", "1") == 0
+    (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
+    assert "last.pt: cannot resume from this checkpoint" in capsys.readouterr().err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["train"]["sed"] = 1
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
+    assert "unknown training options sed" in capsys.readouterr().err
+
+
+def test_separate_validation_data_leaves_every_pair_to_train_on(data, tmp_path):
+    other = make_pairs(tmp_path / "other", count=3, size=(24, 32), seed=5)
+    assert _cli_train(data, tmp_path / "run", "--val-data", str(other), "--max-steps", "1") == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert len(config["train_pairs"]) == 8 and len(config["val_pairs"]) == 3

@@ -81,19 +81,35 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .train import Run, TrainConfig, train
 
-    budget = {k: getattr(args, k) for k in ("epochs", "max_steps", "time_budget") if getattr(args, k) is not None}
+    budget_fields = ("epochs", "max_steps", "time_budget")
+    budget = {k: getattr(args, k) for k in budget_fields if getattr(args, k) is not None}
     if args.resume:
         run = Run(args.out)
         if not run.config.exists():
             raise ValueError(f"{run.folder}: nothing to resume (no config.json)")
-        # A resumed run keeps its recorded configuration; only its budget may change.
-        config = dataclasses.replace(TrainConfig.load(run.config), **budget)
+        # A resumed run keeps its recorded configuration; only its budget may change. Options that
+        # would change it are refused rather than silently ignored.
+        fields = {f.name for f in dataclasses.fields(TrainConfig)} | {"channels", "model_config"}
+        changed = sorted(k for k, v in vars(args).items() if k in fields and v is not None
+                         and k not in (*budget_fields, "out"))  # fmt: skip
+        if changed:
+            names = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise ValueError(f"--resume continues the run as recorded in {run.config}; only --epochs, "
+                             f"--max-steps and --time-budget can change, not {names}")  # fmt: skip
+        # The folder given, not the one recorded: a copied or moved run resumes where it now is.
+        config = dataclasses.replace(TrainConfig.load(run.config), out=str(args.out), **budget)
     else:
         if not args.data:
             raise ValueError("--data is required (a folder with low/ and high/)")
         overrides = {k: v for k, v in (("channels", args.channels),) if v is not None}
         if args.model_config:
-            overrides.update(json.loads(args.model_config))
+            try:
+                extra = json.loads(args.model_config)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"--model-config is not JSON ({error})") from None
+            if not isinstance(extra, dict):
+                raise ValueError('--model-config must be a JSON object, e.g. \'{"num_rrg": 1}\'')
+            overrides.update(extra)
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         chosen = {k: v for k, v in vars(args).items() if k in fields and v is not None}
         config = TrainConfig(**{**chosen, "model_overrides": overrides})
@@ -136,7 +152,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not args.json:
             print("wrote " + ", ".join(str(p) for p in written))
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json(), allow_nan=False))
     else:
         print(result.to_markdown(per_image=not args.summary))
     return 0
@@ -183,8 +199,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .zoo import load_model
 
     source = args.weights or args.model or ("lol-micro" if args.format == "micro" else None)
-    model = load_model(source)
     output = Path(args.output)
+    if args.weights and output.resolve() == Path(args.weights).resolve():
+        raise WeightsError(f"{output}: refusing to overwrite the input weights")
+    model = load_model(source)
     if args.format == "onnx":
         export.export_onnx(model, output)
         print(f"wrote {output} ({output.stat().st_size:,} bytes): input 'low' 1x3xHxW float in [0, 1], any H, W")

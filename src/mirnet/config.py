@@ -70,4 +70,4 @@ def preset(name: str, **overrides) -> MIRNetConfig:
         config = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
-    return config.replace(**overrides)
+    return MIRNetConfig.from_dict({**config.to_dict(), **overrides})  # names unknown fields, as a ValueError

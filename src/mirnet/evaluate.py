@@ -82,7 +82,8 @@ class Evaluation:
         return out
 
     def to_json(self) -> dict:
-        return {"conventions": CONVENTIONS, "means": self.means(), "images": self.rows}
+        """Plain JSON: a perfect score's infinite PSNR becomes null (JSON has no Infinity)."""
+        return _finite({"conventions": CONVENTIONS, "means": self.means(), "images": self.rows})
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
@@ -109,12 +110,20 @@ class Evaluation:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, text in [("evaluation.csv", self.to_csv()), ("evaluation.json", json.dumps(self.to_json(), indent=2)),
+        for name, text in [("evaluation.csv", self.to_csv()), ("evaluation.json", json.dumps(self.to_json(), indent=2, allow_nan=False)),
                            ("evaluation.md", self.to_markdown())]:  # fmt: skip
             with atomic_output(folder / name) as tmp:
                 tmp.write_text(text)
             written.append(folder / name)
         return written
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _fmt(key: str, value: float) -> str:

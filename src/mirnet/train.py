@@ -80,9 +80,21 @@ class TrainConfig:
     checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints
     progress: bool = True
 
+    def __post_init__(self):
+        for name in ("crop", "batch_size", "epochs", "steps_per_epoch", "max_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        values = json.loads(path.read_text())["train"]
+        try:
+            values = json.loads(Path(path).read_text())["train"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: not a run's config.json ({type(error).__name__}: {error})") from None
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{path}: unknown training options {', '.join(unknown)}")
         return cls(**values)
 
 
@@ -182,14 +194,20 @@ def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
 def datasets(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
     """The (training, validation) pairs of a run, as its configuration splits them."""
     pairs = load_pairs(cfg.data)
-    if cfg.split == "seeds":
-        train_pairs, val_pairs = split_by_scene(pairs, cfg.val_pairs, seed=cfg.seed)
+    if cfg.val_data:  # validation comes from elsewhere: every pair of cfg.data trains
+        train_pairs, val_pairs = pairs, load_pairs(cfg.val_data)
+    elif cfg.split == "seeds":
+        try:
+            train_pairs, val_pairs = split_by_scene(pairs, cfg.val_pairs, seed=cfg.seed)
+        except ValueError as error:
+            raise DataError(f"{cfg.data}: {error}; use --val-pairs, --split full or --val-data") from None
     elif cfg.split == "full":
         train_pairs, val_pairs = pairs, []
     else:
         raise ValueError(f"unknown split {cfg.split!r}; use seeds or full")
-    if cfg.val_data:
-        val_pairs = load_pairs(cfg.val_data)
+    if not train_pairs:
+        raise DataError(f"{cfg.data}: no pairs left to train on after holding out {len(val_pairs)} (whole "
+                        "scenes go to validation); use a smaller --val-pairs")  # fmt: skip
     if cfg.val_limit is not None:
         val_pairs = val_pairs[: cfg.val_limit]
     return train_pairs, val_pairs
@@ -255,8 +273,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     _init_distributed(cfg.device)
     rank, world = _rank_world()
     run = Run(cfg.out)
-    if not resume and run.last.exists():
-        raise ValueError(f"{run.folder}: already holds a run (last.pt); use --resume or another --out")
+    if not resume:
+        # Also a finished run whose last.pt was deleted to save space: its weights and record stay.
+        held = [p.name for p in (run.last, run.config, run.best, run.folder / "metrics.jsonl") if p.exists()]
+        if held:
+            raise ValueError(f"{run.folder}: already holds a run ({', '.join(held)}); use --resume or another --out")
     if resume and not run.last.exists():
         raise ValueError(f"{run.folder}: nothing to resume (no last.pt)")
 
@@ -284,8 +305,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     epoch_losses: list[float] = []  # this epoch's losses so far (checkpointed: metrics resume exactly too)
 
     if resume:
-        state = torch.load(run.last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
+        try:
+            state = torch.load(run.last, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+        except Exception as error:  # noqa: BLE001 - torch raises many kinds for damaged files
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"{run.last}: cannot resume from this checkpoint ({first_line})") from None
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
@@ -327,7 +352,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     started = time.time()
     last_checkpoint = started
-    stop = False
     progress = None
     if rank == 0 and cfg.progress:
         from tqdm import tqdm
@@ -336,6 +360,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                         mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
     row: dict = history[-1] if history else {}
     epoch_started, epoch_steps = time.time(), 0  # for steps/s: this invocation's steps of the epoch
+    # A max_steps already reached (it is recorded, so a resume meets it again) takes no further step.
+    stop = cfg.max_steps is not None and step >= cfg.max_steps
     while step < total_steps and not stop:
         loss = train_step(trained, optimizer, *sampler.batch(), runtime, cfg.ssim_weight, cfg.loss)
         if ema is not None:

@@ -64,8 +64,9 @@ def list_models() -> list[dict]:
             record = read_metadata(path)
         except WeightsError as error:
             record = {"error": str(error)}
-        models.append({"name": name, "kind": kind, "path": str(path), "default": name == DEFAULT_MODEL,
-                       "description": description, **record})  # fmt: skip
+        # The name it loads by (a file's stem) over the name recorded in the file when it was shipped.
+        models.append({**record, "name": name, "kind": kind, "path": str(path), "default": name == DEFAULT_MODEL,
+                       "description": description})  # fmt: skip
     return models
 
 
