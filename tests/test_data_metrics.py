@@ -208,3 +208,13 @@ def test_gt_mean_psnr_forgives_global_brightness_only():
     darker = (target.astype(np.float64) * 0.5).astype(np.uint8)
     assert gt_mean_psnr(darker, target) > psnr(darker, target) + 10
     assert gt_mean_psnr(target, target) == math.inf
+
+
+def test_16bit_training_images_are_scaled_not_clipped(tmp_path):
+    from mirnet.data import read_rgb
+
+    deep = np.linspace(0, 65535, 20 * 30).reshape(20, 30).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    rgb = read_rgb(tmp_path / "deep.png")
+    assert rgb.shape == (20, 30, 3) and rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255
+    assert 100 < rgb[10, 15, 0] < 155  # mid-grey stays mid-grey (Pillow's convert makes it 255)

@@ -23,12 +23,28 @@ class DataError(ValueError):
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 
+def eight_bit(image: Image.Image) -> tuple[Image.Image, str | None]:
+    """16-bit and float grayscale brought to 8-bit "L" by scaling (Pillow's convert would clip them),
+    with a note of what was done; other images as they are."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # keep the top 8 bits
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0
+        scaled = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled, "L"), "16-bit input written as 8-bit"
+    if image.mode == "F":  # [0, 1] when its values say so, else 0-255
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+        scaled = np.clip(values * scale + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled, "L"), "32-bit float input written as 8-bit"
+    return image, None
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file as an HxWx3 uint8 RGB array; DataError naming the file if it cannot be read."""
     path = Path(path)
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(eight_bit(image)[0].convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:

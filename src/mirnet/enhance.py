@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from .data import eight_bit
 from .files import atomic_output
 from .model import GlobalPool, MIRNet
 from .runtime import Runtime, select_runtime
@@ -72,30 +73,21 @@ def decode(image: Image.Image) -> Photo:
         except Exception:  # noqa: BLE001 - malformed tags (e.g. of the wrong type) fail in many ways
             exif_bytes = None
     if caught or (exif_bytes is None and image.info.get("exif")):
-        notes.append("unreadable EXIF data dropped" if exif_bytes is None else "corrupt EXIF data partly kept")
+        notes.append("unreadable EXIF dropped" if exif_bytes is None else "corrupt EXIF partly kept")
     icc = image.info.get("icc_profile")
     photo = Photo(rgb=np.zeros((0, 0, 3), np.uint8), format=fmt, exif=exif_bytes, notes=notes)
+    image, note = eight_bit(image)
+    if note:
+        photo.notes.append(note)
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: keep the top 8 bits
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if values.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
-        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-        photo.notes.append("16-bit input written as 8-bit")
-        mode = "L"
-    if mode == "F":  # 32-bit float grayscale: [0, 1] when its values say so, else 0-255
-        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
-        image = Image.fromarray(np.clip(values * scale + 0.5, 0, 255).astype(np.uint8), "L")
-        photo.notes.append("32-bit float input written as 8-bit")
-        mode = "L"
     if mode == "CMYK":  # model works in RGB; a CMYK profile would be wrong on the RGB output
         converted = None
         if icc:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # littlecms's notes on rendering intents
-                    converted = ImageCms.profileToProfile(image, io.BytesIO(icc), ImageCms.createProfile("sRGB"),
-                                                          outputMode="RGB")  # fmt: skip
+                    srgb = ImageCms.createProfile("sRGB")
+                    converted = ImageCms.profileToProfile(image, io.BytesIO(icc), srgb, outputMode="RGB")
             except ImageCms.PyCMSError:  # a damaged profile, or one that is not for CMYK
                 photo.notes.append("unusable CMYK profile ignored")
         image = converted if converted is not None else image.convert("RGB")
@@ -497,7 +489,8 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNe
                 continue
             other = claimed.get(target.resolve())
             if other is not None:
-                fail(f"{file}: its output {target} is {other}'s in this batch; use separate -o folders or a --suffix")
+                fail(f"{file}: its output {target} is {other}'s in this batch; "
+                     "use separate -o folders or a --suffix")  # fmt: skip
                 continue
             if out_format == "WEBP" and max(photo.rgb.shape[:2]) > WEBP_MAX_SIDE:
                 fail(f"{file}: {photo.rgb.shape[1]}x{photo.rgb.shape[0]} is too large for WebP "
@@ -520,7 +513,8 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNe
                 rgb = enhancer.enhance_rgb(photo.rgb, tile, overlap)
             except (RuntimeError, MemoryError) as err:
                 message = str(err).lower()
-                if isinstance(err, RuntimeError) and not ("out of memory" in message or "allocate memory" in message):
+                exhausted = "out of memory" in message or "allocate memory" in message
+                if isinstance(err, RuntimeError) and not exhausted:
                     raise
                 raise ImageError(f"{file}: out of memory ({photo.rgb.shape[1]}x{photo.rgb.shape[0]}); "
                                  "a smaller --tile needs less") from None  # fmt: skip

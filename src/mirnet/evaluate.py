@@ -110,7 +110,8 @@ class Evaluation:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, text in [("evaluation.csv", self.to_csv()), ("evaluation.json", json.dumps(self.to_json(), indent=2, allow_nan=False)),
+        strict_json = json.dumps(self.to_json(), indent=2, allow_nan=False)
+        for name, text in [("evaluation.csv", self.to_csv()), ("evaluation.json", strict_json),
                            ("evaluation.md", self.to_markdown())]:  # fmt: skip
             with atomic_output(folder / name) as tmp:
                 tmp.write_text(text)

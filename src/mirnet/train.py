@@ -277,7 +277,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         # Also a finished run whose last.pt was deleted to save space: its weights and record stay.
         held = [p.name for p in (run.last, run.config, run.best, run.folder / "metrics.jsonl") if p.exists()]
         if held:
-            raise ValueError(f"{run.folder}: already holds a run ({', '.join(held)}); use --resume or another --out")
+            raise ValueError(f"{run.folder}: already holds a run ({', '.join(held)}); "
+                             "use --resume or another --out")  # fmt: skip
     if resume and not run.last.exists():
         raise ValueError(f"{run.folder}: nothing to resume (no last.pt)")
 

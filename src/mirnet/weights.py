@@ -194,7 +194,8 @@ def load_official_checkpoint(path: str | Path) -> MIRNet:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsError(f"{path}: not a readable torch checkpoint ({first_line})") from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+    named = isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
+    if not named:
         raise WeightsError(f"{path}: not an official MIRNet checkpoint (no state_dict of named tensors)")
     if state and all(key.startswith("module.") for key in state):  # saved from nn.DataParallel
         state = {key[len("module."):]: value for key, value in state.items()}

@@ -65,8 +65,8 @@ def list_models() -> list[dict]:
         except WeightsError as error:
             record = {"error": str(error)}
         # The name it loads by (a file's stem) over the name recorded in the file when it was shipped.
-        models.append({**record, "name": name, "kind": kind, "path": str(path), "default": name == DEFAULT_MODEL,
-                       "description": description})  # fmt: skip
+        models.append({**record, "name": name, "kind": kind, "path": str(path),
+                       "default": name == DEFAULT_MODEL, "description": description})  # fmt: skip
     return models
 
 
