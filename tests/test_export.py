@@ -286,3 +286,77 @@ int main() {
     # Blending in 5/6-bit colour rounds each step; reading an already enhanced pixel would double it again.
     assert np.abs(got - expected).max() <= 1
     assert (got == expected).mean() > 0.95
+
+
+# ---------------------------------------------------------------- guards
+
+
+@onnx_needed
+def test_onnx_backend_takes_tiny_images_and_reports_a_failing_one(onnx_file, tmp_path):
+    from mirnet.enhance import InferenceError, enhance_files
+    from mirnet.exported import OnnxEnhancer
+
+    enhancer = OnnxEnhancer(onnx_file)
+    for size in ((1, 1), (2, 3), (5, 2)):  # smaller than the 4-pixel multiple: edge copies, as torch
+        x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            expected = tiny(num_streams=3)(x).clamp(0, 1)
+        assert (enhancer.enhance_tensor(x) - expected).abs().max() < 1e-4
+
+    class Failing(OnnxEnhancer):
+        def _forward(self, x):
+            if x.shape[-1] == 7:
+                raise InferenceError("onnxruntime failed (a stand-in failure)")
+            return super()._forward(x)
+
+    Image.fromarray(np.zeros((5, 7, 3), np.uint8)).save(tmp_path / "bad.png")
+    Image.fromarray(np.zeros((5, 8, 3), np.uint8)).save(tmp_path / "good.png")
+    summary = enhance_files([tmp_path / "bad.png", tmp_path / "good.png"], tmp_path / "out", Failing(onnx_file),
+                            progress=False)  # fmt: skip
+    assert summary.done == 1 and summary.errors == [f"{tmp_path / 'bad.png'}: onnxruntime failed (a stand-in failure)"]
+
+
+def test_export_refuses_bad_options_before_any_work(tmp_path, capsys):
+    from mirnet.cli import main
+
+    weights = tmp_path / "w.safetensors"
+    mirnet.save_weights(tiny(), weights)
+    before = weights.read_bytes()
+    for args, message in (
+        (["onnx", "--model", str(weights), "-o", str(weights)], "refusing to overwrite the input weights"),
+        (["tflite", "--weights", str(weights), "-o", str(tmp_path / "m.tflite"), "--calibration", str(tmp_path)],
+         "add --int8"),
+        (["tflite", "--int8", "--weights", str(weights), "-o", str(tmp_path / "m.tflite"), "--calibration-count", "0"],
+         "--calibration-count must be at least 1"),
+    ):  # fmt: skip
+        assert main(["export", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert weights.read_bytes() == before
+
+
+def test_micro_tiles_the_sketch_cannot_hold_are_refused_before_converting(tmp_path):
+    from mirnet.export import ExportError, export_micro
+
+    for tile, overlap in ((8, 3), (32, 16), (32, 40), (160, 8), (32, -1)):
+        with pytest.raises(ExportError, match="tile"):
+            export_micro(tiny(), tmp_path / "micro", calibration=[], tile=tile, overlap=overlap)
+    assert not (tmp_path / "micro").exists()
+
+
+def test_writers_name_a_missing_output_folder_not_their_temporary_file(tmp_path):
+    from mirnet.files import atomic_output
+
+    with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'absent'}: output folder does not exist$"):
+        with atomic_output(tmp_path / "absent" / "m.onnx"):
+            pass
+
+
+def test_demo_refuses_to_overwrite_its_input_photo(tmp_path, capsys):
+    from mirnet.cli import main
+
+    Image.fromarray(np.full((12, 16, 3), 30, np.uint8)).save(tmp_path / "photo.png")
+    before = (tmp_path / "photo.png").read_bytes()
+    assert main(["demo", str(tmp_path / "photo.png"), "-o", str(tmp_path / "photo.png")]) == 2
+    assert "refusing to overwrite the input photo" in capsys.readouterr().err
+    assert (tmp_path / "photo.png").read_bytes() == before

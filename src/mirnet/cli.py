@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -200,8 +201,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     source = args.weights or args.model or ("lol-micro" if args.format == "micro" else None)
     output = Path(args.output)
-    if args.weights and output.resolve() == Path(args.weights).resolve():
+    if source and Path(source).is_file() and output.exists() and os.path.samefile(output, source):
         raise WeightsError(f"{output}: refusing to overwrite the input weights")
+    if args.calibration and args.format == "tflite" and not args.int8:
+        raise ValueError("--calibration sets int8 ranges: add --int8 (a float32 export needs none)")
+    if args.calibration_count < 1:
+        raise ValueError(f"--calibration-count must be at least 1, got {args.calibration_count}")
     model = load_model(source)
     if args.format == "onnx":
         export.export_onnx(model, output)

@@ -6,6 +6,7 @@ noisy the way LOL's low-light shots are (low gain, photon and read noise).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,9 @@ def run_demo(output: str | Path = "mirnet-demo.png", image: str | Path | None = 
     from .enhance import Enhancer, read_photo
     from .files import atomic_output
 
+    output = Path(output)
+    if image is not None and output.exists() and os.path.samefile(output, image):
+        raise ValueError(f"{output}: refusing to overwrite the input photo; choose another -o")
     enhancer = Enhancer(model)
     if image is None:
         low, reference = sample_scene()
@@ -64,7 +68,6 @@ def run_demo(output: str | Path = "mirnet-demo.png", image: str | Path | None = 
     else:
         low = read_photo(image).rgb
         panels = [(f"input: {Path(image).name}", low), ("mirnet", enhancer.enhance_rgb(low))]
-    output = Path(output)
     with atomic_output(output) as tmp:
         side_by_side(panels).save(tmp, format="PNG")
     return output

@@ -40,6 +40,10 @@ FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 
 
+class InferenceError(RuntimeError):
+    """The model's runtime failed on one image; a batch reports it and goes on."""
+
+
 class ImageError(ValueError):
     """An image that cannot be read or written; the message names the file and the problem."""
 
@@ -511,6 +515,8 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNe
                 enhancer = model if isinstance(model, Enhancer) else Enhancer(model, device=device)
             try:
                 rgb = enhancer.enhance_rgb(photo.rgb, tile, overlap)
+            except InferenceError as err:
+                raise ImageError(f"{file}: {err}") from None
             except (RuntimeError, MemoryError) as err:
                 message = str(err).lower()
                 exhausted = "out of memory" in message or "allocate memory" in message

@@ -113,7 +113,8 @@ def calibration_tiles(folder: str | Path, height: int, width: int, count: int = 
     folder = Path(folder)
     if (folder / "low").is_dir():
         folder = folder / "low"
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and not p.name.startswith(".")) if folder.is_dir() else []  # fmt: skip
     if not files:
         raise ExportError(f"{folder}: no images to calibrate int8 ranges with")
     rng = np.random.default_rng(seed)
@@ -182,6 +183,7 @@ def _quiet():
 
 MICRO_TILE = 32  # lol-micro needs a 125,665-byte arena at 32x32 and 173,525 at 40x40 (limit 160 KB)
 MICRO_OVERLAP = 8
+MICRO_MAX_STARTS = 32  # the sketch's tile-position arrays (mirnet_tiles.h.in: ys, xs)
 QCIF = (144, 176)  # the OV7675's frame (height, width) used by the sketch
 # Cortex-M4F throughput assumed for the time estimate: CMSIS-NN int8 convolutions reach about one
 # MAC per cycle with the dual 16-bit MAC (SMLAD) on wide layers; MIRNet's 8-16 channel layers,
@@ -233,6 +235,14 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
     from .model import count_macs, count_parameters
 
     folder = Path(folder)
+    # The sketch's tiler assumes these (checked before the slow conversion): room to blend, tiles
+    # inside the QCIF frame, and at most MICRO_MAX_STARTS tile positions per side.
+    if not 0 <= overlap < tile / 2 or tile > min(QCIF):
+        raise ExportError(f"micro tiles need 0 <= overlap < tile / 2 and tile <= {min(QCIF)}; "
+                          f"got tile {tile}, overlap {overlap}")  # fmt: skip
+    if max(tile_starts_count(side, tile, overlap) for side in QCIF) > MICRO_MAX_STARTS:
+        raise ExportError(f"tile {tile} with overlap {overlap} needs more than {MICRO_MAX_STARTS} tiles "
+                          "per side of the QCIF frame; use larger tiles")  # fmt: skip
     flat = convert_tflite(model, tile, tile, calibration)
     arena = arena_size(flat)
     ops = tflite_ops(flat)

@@ -7,12 +7,14 @@ with the scale and zero point stored in the model.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .enhance import DEFAULT_OVERLAP, Enhancer, _starts
+from .enhance import DEFAULT_OVERLAP, Enhancer, InferenceError, _starts
 from .export import ExportError, _require, silenced_output
 
 
@@ -31,10 +33,21 @@ class OnnxEnhancer(Enhancer):
         except Exception as error:  # onnxruntime raises its own exception types
             raise ExportError(f"{path}: not a usable ONNX model ({str(error).splitlines()[0]})") from None
         self.input_name = self.session.get_inputs()[0].name
+        config = self.session.get_modelmeta().custom_metadata_map.get("mirnet_config")
+        # The graph reflection-pads to this multiple; an ONNX file not exported by mirnet gets no help.
+        self.multiple = 2 ** (json.loads(config)["num_streams"] - 1) if config else 1
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.session.run(None, {self.input_name: x.float().numpy()})[0]
-        return torch.from_numpy(y).clamp_(0, 1)
+        height, width = x.shape[-2:]
+        pad_h, pad_w = -height % self.multiple, -width % self.multiple
+        if pad_h >= height or pad_w >= width:
+            # Too small to reflect that far: edge copies, as the torch model (MIRNet.forward) does.
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        try:
+            y = self.session.run(None, {self.input_name: x.float().numpy()})[0]
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise InferenceError(f"onnxruntime failed ({str(error).strip().splitlines()[0]})") from None
+        return torch.from_numpy(y[..., :height, :width]).clamp_(0, 1)
 
     def enhance_tensor(self, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                        context_pixels: int | None = None) -> torch.Tensor:  # fmt: skip

@@ -13,6 +13,8 @@ from pathlib import Path
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename, else it is removed."""
     path = Path(path)
+    if not path.parent.is_dir():  # else the error would name the hidden temporary file
+        raise FileNotFoundError(f"{path.parent}: output folder does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
     os.close(fd)
     try:
