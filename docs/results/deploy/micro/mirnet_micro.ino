@@ -8,6 +8,10 @@
 // Memory: tensor arena 129761 bytes (measured by bisection in the TFLite Micro interpreter, plus a
 // margin for CMSIS-NN scratch buffers), one RGB565 frame (50,688 bytes) enhanced in place, and the
 // original pixels of tile overlaps that later tiles still read (13,312 bytes).
+//
+// Over Serial, each enhanced frame is the 8 bytes "MIRNETFR" then 50,688 bytes of RGB565, each pixel
+// high byte first as the camera sends it (what Arduino_OV767X's viewer reads); text log lines come
+// between frames, so a host reads up to the marker, then the frame.
 
 #include <TensorFlowLite.h>
 #include <Arduino_OV767X.h>
@@ -27,6 +31,11 @@ alignas(16) static uint8_t tensor_arena[kArenaSize];
 static uint16_t frame[mirnet::kFrameW * mirnet::kFrameH];
 static tflite::MicroInterpreter* interpreter = nullptr;
 static TfLiteTensor *input = nullptr, *output = nullptr;
+
+// The camera sends each RGB565 pixel high byte first; the Cortex-M4 reads uint16_t low byte first.
+static void swap_bytes(uint16_t* pixels, int count) {
+  for (int i = 0; i < count; ++i) pixels[i] = uint16_t((pixels[i] >> 8) | (pixels[i] << 8));
+}
 
 
 void setup() {
@@ -63,10 +72,13 @@ void setup() {
 
 void loop() {
   Camera.readFrame(frame);
+  swap_bytes(frame, mirnet::kFrameW * mirnet::kFrameH);
   const unsigned long started = millis();
   const mirnet::TileIO io{input->data.int8, output->data.int8, input->params.scale, output->params.scale,
                           input->params.zero_point, output->params.zero_point};
   if (!mirnet::enhance_frame(frame, io, [] { return interpreter->Invoke() == kTfLiteOk; })) MicroPrintf("Invoke failed");
   MicroPrintf("frame enhanced in %lu ms", millis() - started);
+  swap_bytes(frame, mirnet::kFrameW * mirnet::kFrameH);  // back to the camera's byte order
+  Serial.write(reinterpret_cast<const uint8_t*>("MIRNETFR"), 8);
   Serial.write(reinterpret_cast<const uint8_t*>(frame), sizeof(frame));  // RGB565, 176x144, row-major
 }

@@ -63,7 +63,7 @@ static uint16_t original(const uint16_t* frame, int fy, int fx, int top, int row
 // io.input and leaves the result in io.output, returning false on failure.
 template <typename Run>
 bool enhance_frame(uint16_t* frame, const TileIO& io, Run run) {
-  int ys[32], xs[32];
+  int ys[32], xs[32];  // export.py checks that no side needs more (MICRO_MAX_STARTS)
   const int ny = tile_starts(kFrameH, kTileH, ys), nx = tile_starts(kFrameW, kTileW, xs);
   const float in_scale = io.in_scale, out_scale = io.out_scale;
   const int in_zero = io.in_zero, out_zero = io.out_zero;
