@@ -471,3 +471,8 @@ def test_export_refuses_to_overwrite_its_input_weights(tiny_weights, tmp_path, c
     assert main(["export", "onnx", "--weights", str(weights), "-o", str(weights)]) == 2
     assert "refusing to overwrite the input weights" in capsys.readouterr().err
     assert weights.read_bytes() == tiny_weights.read_bytes()
+
+
+def test_enhance_takes_an_enhancer_loaded_once(enhancer):
+    rgb = _photo()
+    assert np.array_equal(enhance(rgb, model=enhancer), enhancer.enhance_rgb(rgb))

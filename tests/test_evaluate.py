@@ -151,3 +151,15 @@ def test_a_perfect_score_is_written_as_strict_json(tmp_path):
     strict = json.loads((tmp_path / "out" / "evaluation.json").read_text(),
                         parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))  # fmt: skip
     assert next(r for r in strict["means"] if r["method"] == "input")["psnr"] is None
+
+
+def test_baselines_without_their_extra_are_a_one_line_error(paired, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from mirnet.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real(name, *a))
+    assert main(["evaluate", "--data", str(paired), "--baselines"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the baselines extra" in err and "missing cv2" in err and len(err.strip().splitlines()) == 1

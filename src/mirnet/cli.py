@@ -136,8 +136,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         runtime = select_runtime(args.device, args.precision)
         methods[args.label or "mirnet"] = model_method(load_model(source), runtime, args.self_ensemble)
     if args.baselines:
+        import importlib.util
+
         from .baselines import BASELINES
 
+        # Checked before any work: CLAHE, LIME and MSR import them only when first run.
+        missing = [m for m in ("cv2", "scipy") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ValueError(f"--baselines needs the baselines extra: pip install 'mirnet[baselines]' "
+                             f"(in .venv: .venv/bin/pip install -e '.[baselines]'); missing {', '.join(missing)}")
         methods.update(BASELINES)
     if not methods:
         raise ValueError("nothing to evaluate: give --model, --weights and/or --baselines")

@@ -343,12 +343,14 @@ def _cached_enhancer(model: str | None, device: str, self_ensemble: bool) -> Enh
     return Enhancer(model, device=device, self_ensemble=self_ensemble)
 
 
-def enhance(image, model: MIRNet | str | Path | None = None, tile: int | str | None = "auto",
+def enhance(image, model: Enhancer | MIRNet | str | Path | None = None, tile: int | str | None = "auto",
             overlap: int = DEFAULT_OVERLAP, device: str = "auto", self_ensemble: bool = False):  # fmt: skip
     """Enhance one image: a path or PIL image (returns a PIL image) or an HxWx3 / HxW NumPy array
     (returns an array of the same shape and dtype; floats are taken in [0, 1]). Weights load once.
     self_ensemble: average the model's 8 flipped/rotated views (slightly better, 8 times slower)."""
-    if isinstance(model, MIRNet):
+    if isinstance(model, Enhancer):  # loaded once by the caller, with its own device and precision
+        enhancer = model
+    elif isinstance(model, MIRNet):
         enhancer = Enhancer(model, device=device, self_ensemble=self_ensemble)
     else:
         enhancer = _cached_enhancer(None if model is None else str(model), device, self_ensemble)
@@ -447,7 +449,7 @@ class Summary:
     outputs: list[Path] = field(default_factory=list)
 
 
-def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: MIRNet | str | Path | None = None, *,
+def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhancer | MIRNet | str | Path | None = None, *,
                   suffix: str = "", fmt: str | None = None, recursive: bool = False, overwrite: bool = False,
                   tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP, device: str = "auto",
                   max_pixels: int | None = PIL_LIMIT, progress: bool = True, report=None) -> Summary:  # fmt: skip

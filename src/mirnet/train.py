@@ -352,6 +352,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 torch.save(state, tmp)
 
     started = time.time()
+    if not resume:  # step 0: a run stopped before its first timed checkpoint still resumes
+        checkpoint()
     last_checkpoint = started
     progress = None
     if rank == 0 and cfg.progress:
