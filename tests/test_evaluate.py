@@ -163,3 +163,8 @@ def test_baselines_without_their_extra_are_a_one_line_error(paired, tmp_path, mo
     assert main(["evaluate", "--data", str(paired), "--baselines"]) == 2
     err = capsys.readouterr().err
     assert "needs the baselines extra" in err and "missing cv2" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_method_cannot_take_the_input_rows_name(paired):
+    with pytest.raises(ValueError, match="'input' names the low-light image"):
+        evaluate(load_pairs(paired), {"input": lambda image: image})

@@ -208,6 +208,8 @@ def test_config_validation_and_overrides():
         preset("nope")
     with pytest.raises(ValueError, match="unknown MIRNetConfig fields: colour"):
         preset("paper", colour=3)
+    with pytest.raises(ValueError, match="share_weights must be true or false"):
+        preset("compact", share_weights="false")
     assert preset("ablation-3x3", channels=16) == MIRNetConfig(channels=16, num_rrg=3, num_mrb=3)
     assert MIRNetConfig.from_dict(preset("paper").to_dict()) == preset("paper")
     with pytest.raises(ValueError, match="unknown MIRNetConfig fields"):

@@ -101,6 +101,8 @@ def _official_file(tmp_path, edit):
         (lambda s: s["body.0.body.0.blocks.1.1.conv1x1.weight"].add_(1.0), "differs from the tensor it shares"),
         (lambda s: s.pop("body.0.body.0.blocks.0.0.CA.conv_du.0.weight"), "no channel attention in its first DAU"),
         (lambda s: s.__setitem__(7, torch.zeros(1)), "no state_dict of named tensors"),
+        (lambda s: s.__setitem__("conv_in.weight", torch.zeros(8)), "not a 2-D convolution"),
+        (lambda s: s.__setitem__(next(k for k in s if k.endswith(".filt")), torch.zeros(5, 5)), "blur filter"),
     ],
 )
 def test_official_loader_rejects_tensors_that_do_not_fit(tmp_path, edit, message):
@@ -191,3 +193,22 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path):
         mirnet.save_weights(Broken(), path)
     assert path.read_bytes() == b"previous contents"
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_weights_that_do_not_fit_their_config_are_one_short_line(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = tmp_path / "w.safetensors"
+    mirnet.save_weights(create_model("ablation-1x1", channels=TINY), path)
+    with safe_open(str(path), "pt") as f:
+        header, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    record = json.loads(header["mirnet"])
+    record["config"]["channels"] = 2 * TINY  # the header now describes another model
+    save_file(tensors, str(path), metadata={**header, "mirnet": json.dumps(record)})
+    with pytest.raises(WeightsError) as caught:
+        mirnet.load_weights(path)
+    message = str(caught.value)
+    assert "\n" not in message and "size mismatch" in message and "more)" in message and len(message) < 400

@@ -145,6 +145,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"--baselines needs the baselines extra: pip install 'mirnet[baselines]' "
                              f"(in .venv: .venv/bin/pip install -e '.[baselines]'); missing {', '.join(missing)}")
+        if args.label in BASELINES:
+            raise ValueError(f"--label {args.label} is the name of a baseline; choose another label")
         methods.update(BASELINES)
     if not methods:
         raise ValueError("nothing to evaluate: give --model, --weights and/or --baselines")

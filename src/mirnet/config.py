@@ -27,6 +27,8 @@ class MIRNetConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"MIRNetConfig.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.share_weights, bool):  # JSON's "false" would be truthy
+            raise ValueError(f"MIRNetConfig.share_weights must be true or false, got {self.share_weights!r}")
 
     def replace(self, **changes) -> "MIRNetConfig":
         """A copy with some fields changed."""

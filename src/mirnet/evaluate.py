@@ -143,6 +143,8 @@ def evaluate(pairs: list[Pair], methods: dict[str, Method], keep_outputs: int = 
 
     keep_outputs: how many of the first images keep their outputs (for comparison_figure).
     """
+    if "input" in methods:
+        raise ValueError("'input' names the low-light image itself in the tables; choose another label")
     methods = {"input": lambda image: image, **methods}
     rows, outputs = [], {name: {} for name in methods}
     iterator = pairs

@@ -65,7 +65,11 @@ def load_weights(path: str | Path) -> MIRNet:
         model = MIRNet(MIRNetConfig.from_dict(meta["config"]))
         load_model(model, str(path))
     except (SafetensorError, RuntimeError, ValueError, TypeError) as error:
-        raise WeightsError(f"{path}: weights do not fit their own configuration ({error})") from None
+        # torch lists every tensor that does not fit, a line each: the first says what is wrong.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        problem = lines[-1] if len(lines) == 1 else lines[1] if len(lines) > 1 else type(error).__name__
+        more = f"; and {len(lines) - 2} more" if len(lines) > 2 else ""
+        raise WeightsError(f"{path}: weights do not fit their own configuration ({problem[:200]}{more})") from None
     return model.eval()
 
 
@@ -158,6 +162,8 @@ def _infer_config(state: dict[str, Tensor], path: Path) -> MIRNetConfig:
 
     if "conv_in.weight" not in state:
         raise WeightsError(f"{path}: not a MIRNet checkpoint (no conv_in.weight in its state_dict)")
+    if state["conv_in.weight"].ndim != 4:
+        raise WeightsError(f"{path}: not a MIRNet checkpoint (conv_in.weight is not a 2-D convolution's)")
     channels, in_channels = state["conv_in.weight"].shape[:2]
     if in_channels != 3:
         raise WeightsError(f"{path}: a MIRNet for {in_channels}-channel images; only RGB is supported")
@@ -166,18 +172,21 @@ def _infer_config(state: dict[str, Tensor], path: Path) -> MIRNetConfig:
     if daus < 2:
         raise WeightsError(f"{path}: unsupported official layout with {daus} DAU(s) per stream")
     squeeze = state.get("body.0.body.0.blocks.0.0.CA.conv_du.0.weight")
-    if squeeze is None:
+    if squeeze is None or squeeze.ndim != 4:
         raise WeightsError(f"{path}: not a MIRNet checkpoint (no channel attention in its first DAU)")
     reduction = channels // squeeze.shape[0]
-    return MIRNetConfig(
-        channels=channels,
-        num_rrg=count(r"body\.(\d+)\.body\."),
-        num_mrb=num_mrb,
-        num_streams=count(r"body\.0\.body\.0\.blocks\.(\d+)\."),
-        daus_per_stream=daus,
-        reduction=reduction,
-        share_weights=True,
-    )
+    try:  # a checkpoint whose shapes make no MIRNet (e.g. more squeezed channels than channels)
+        return MIRNetConfig(
+            channels=channels,
+            num_rrg=count(r"body\.(\d+)\.body\."),
+            num_mrb=num_mrb,
+            num_streams=count(r"body\.0\.body\.0\.blocks\.(\d+)\."),
+            daus_per_stream=daus,
+            reduction=reduction,
+            share_weights=True,
+        )
+    except ValueError as error:
+        raise WeightsError(f"{path}: not a MIRNet checkpoint ({error})") from None
 
 
 def load_official_checkpoint(path: str | Path) -> MIRNet:
@@ -221,7 +230,13 @@ def load_official_checkpoint(path: str | Path) -> MIRNet:
                 param.copy_(value)
                 loaded.add(id(param))
                 used.add(key)
-    unexpected = sorted(k for k in state if k not in used and not k.endswith(".filt"))
+    # The blur filters are constants, not weights; a checkpoint may hold them, but only as they are.
+    filters = {k: v for k, v in official_state_dict(model).items() if k.endswith(".filt")}
+    for key in (k for k in state if k in filters):
+        if state[key].shape != filters[key].shape or not torch.equal(state[key].float(), filters[key]):
+            raise WeightsError(f"{path}: {key} is not the [1 2 1] x [1 2 1] / 16 blur filter the model uses")
+        used.add(key)
+    unexpected = sorted(k for k in state if k not in used)
     if unexpected:
         more = f" and {len(unexpected) - 3} more" if len(unexpected) > 3 else ""
         raise WeightsError(f"{path}: unexpected tensors for the official layout: {', '.join(unexpected[:3])}{more}")
