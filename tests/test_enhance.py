@@ -49,6 +49,16 @@ def test_tile_covering_the_image_equals_whole_image_inference(enhancer):
     assert torch.equal(enhancer.enhance_tensor(x, tile=None), enhancer.enhance_tensor(x, tile=64))
 
 
+def test_overlapping_tiles_blend_with_linear_ramps(enhancer, monkeypatch):
+    # A stand-in network that answers each tile with its first pixel: tiles start at 0 and 24 of a
+    # 56-pixel row (tile 32, overlap 8), so the overlap must ramp linearly from 0 to 24.
+    monkeypatch.setattr(enhancer, "_forward", lambda t: torch.full_like(t, t[0, 0, 0, 0].item()))
+    x = torch.arange(56.0).expand(1, 3, 32, 56).clone()
+    row = enhancer.enhance_tensor(x, tile=32, overlap=8, context_pixels=None)[0, 0, 0]
+    expected = torch.cat([torch.zeros(24), 24 * torch.arange(1, 9) / 9, torch.full((24,), 24.0)])
+    assert torch.allclose(row, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: the context hooks sit on the bf16 copy
 def test_tiles_with_the_global_context_match_the_whole_image(precision):
     # The trained default: its exposure depends on the whole image.
@@ -158,6 +168,9 @@ def test_api_returns_the_kind_it_was_given(tiny_weights, tmp_path):
     assert as_float.dtype == np.float32 and np.abs(as_float * 255 - out).max() <= 1.0
     gray = enhance(rgb[..., 0], model=tiny_weights, device="cpu")
     assert gray.shape == rgb.shape[:2] and gray.dtype == np.uint8
+    # The luma of the enhanced grey-as-RGB image, as Pillow's convert("L"), not one channel of it.
+    as_rgb = enhance(np.dstack([rgb[..., 0]] * 3), model=tiny_weights, device="cpu")
+    assert np.abs(gray.astype(int) - np.asarray(Image.fromarray(as_rgb).convert("L"))).max() <= 1
     pil = enhance(Image.fromarray(rgb), model=tiny_weights, device="cpu")
     assert isinstance(pil, Image.Image) and pil.size == (rgb.shape[1], rgb.shape[0])
     assert np.array_equal(np.asarray(pil), out)
@@ -182,9 +195,11 @@ def test_exif_orientation_is_applied(enhancer, tmp_path):
     rgb = _photo(30, 50)
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=100)
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=100, subsampling=0)
     photo = read_photo(tmp_path / "rotated.jpg")
     assert photo.rgb.shape == (50, 30, 3)
+    # Turned clockwise, as a viewer shows it (the other way differs by tens of levels).
+    assert np.abs(photo.rgb.astype(int) - np.rot90(rgb, -1)).max() <= 4
     summary = enhance_files([tmp_path / "rotated.jpg"], tmp_path / "out", enhancer, progress=False)
     with Image.open(summary.outputs[0]) as out:
         assert out.size == (30, 50)
@@ -362,7 +377,13 @@ def test_demo_writes_a_side_by_side_picture(tiny_weights, tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "demo.png"), "--weights", str(tiny_weights)]) == 0
     with Image.open(tmp_path / "demo.png") as image:
         assert image.width == 3 * 600 and image.height > 400
+        picture = np.asarray(image.convert("RGB"))
     assert str(tmp_path / "demo.png") in capsys.readouterr().out
+    from mirnet.demo import sample_scene
+
+    # The middle panel is the model's output on the sample (below the panel titles).
+    enhanced = Enhancer(tiny_weights).enhance_rgb(sample_scene()[0])
+    assert np.array_equal(picture[-400:, 600:1200], enhanced)
 
 
 # ---------------------------------------------------------------- unusual inputs and collisions

@@ -61,8 +61,10 @@ def test_tables_in_csv_json_markdown(paired, tmp_path):
     assert [p.name for p in written] == ["evaluation.csv", "evaluation.json", "evaluation.md"]
     lines = (tmp_path / "out" / "evaluation.csv").read_text().splitlines()
     assert lines[0] == "method,image,psnr,ssim,gt_mean_psnr" and len(lines) == 1 + 2 * len(pairs)
+    assert float(lines[1].split(",")[2]) == pytest.approx(result.rows[0]["psnr"], abs=1e-9)
     data = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert {m["method"] for m in data["means"]} == {"input", "autocontrast"} and "peak 255" in data["conventions"]
+    assert data["means"] == result.means() and data["images"] == result.rows
     md = (tmp_path / "out" / "evaluation.md").read_text()
     assert "| method | PSNR (dB) | SSIM | GT-mean PSNR (dB) |" in md
     assert md.count("| autocontrast |") == len(pairs) + 1

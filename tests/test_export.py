@@ -197,6 +197,23 @@ def test_tiled_blending_gives_each_pixel_its_value():
         run_tiled(Echo(), image[:10], overlap=4)
 
 
+def test_tiled_blending_ramps_each_new_tile_over_the_old():
+    from mirnet.exported import run_tiled
+
+    class TwoTiles:  # answers 0.2 for its first tile and 0.6 after, so the overlap shows the ramp
+        tile = (16, 24)
+        calls = 0
+
+        def __call__(self, tile):
+            self.calls += 1
+            return np.full_like(tile, 0.2 if self.calls == 1 else 0.6)
+
+    row = run_tiled(TwoTiles(), np.zeros((16, 40, 3), np.float32), overlap=4)[0, :, 0]
+    w = np.arange(1, 5) / 5  # tiles at 0 and 16: the second rises over its first 4 columns
+    expected = np.concatenate([np.full(16, 0.2), 0.2 * (1 - w) + 0.6 * w, np.full(20, 0.6)])
+    assert np.allclose(row, expected, atol=1e-6)
+
+
 @tflite_needed
 def test_export_micro_writes_model_header_sketch_and_report(tmp_path):
     from mirnet.export import export_micro

@@ -31,8 +31,17 @@ def test_without_the_flags_a_timing_probe_decides(monkeypatch, probe):
     assert runtime.select_runtime("cpu").precision == ("bf16" if probe else "fp32")
 
 
-def test_the_probe_runs_and_answers():
-    assert isinstance(runtime._bf16_probe(), bool)
+@pytest.mark.parametrize(("capability", "times", "expected"), [
+    ("AVX512", [0, 0.5, 0, 1.0], True),  # bf16 twice as fast: chosen
+    ("AVX512", [0, 0.9, 0, 1.0], False),  # less than the 0.8x it asks for
+    ("AVX2", [0, 0.1, 0, 1.0], False),  # emulated bf16, never timed
+])  # fmt: skip
+def test_the_probe_times_bf16_against_fp32(monkeypatch, capability, times, expected):
+    import itertools
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(runtime.time, "perf_counter", itertools.cycle(times).__next__)
+    assert runtime._bf16_probe() is expected
 
 
 def test_hardware_name_adds_family_and_model_of_the_first_cpu(monkeypatch):
