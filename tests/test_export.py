@@ -231,6 +231,8 @@ def test_export_micro_writes_model_header_sketch_and_report(tmp_path):
     assert sketch.count("resolver.Add") == len(report["ops"]) == len(set(report["ops"]))
     saved = json.loads((tmp_path / "micro" / "micro.json").read_text())
     assert saved["tiles_per_qcif_frame"] == 6 * 7 and saved["macs_per_tile"] == mirnet.count_macs(model, 32, 32)
+    fits = report["arena_bytes"] + 4096 <= 160 * 1024 and report["model_bytes"] <= 300 * 1024
+    assert saved["fits_nano_33_ble_sense"] is fits is True  # a tiny model fits the board
 
 
 @tflite_needed

@@ -246,6 +246,9 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"{report['tiles_per_qcif_frame']} tiles of {args.tile}x{args.tile} per QCIF frame, "
           f"{report['macs_per_qcif_frame'] / 1e6:.0f} M MACs per frame: about {fast / 1e3:.1f}-{slow / 1e3:.1f} s "
           f"per frame estimated ({report['estimate_assumptions']})")  # fmt: skip
+    if not report["fits_nano_33_ble_sense"]:
+        print(f"warning: too large for an Arduino Nano 33 BLE Sense (arena at most {export.BOARD_ARENA_BUDGET:,} "
+              f"bytes, model at most {export.BOARD_MODEL_BUDGET:,}); smaller tiles or lol-micro fit", file=sys.stderr)
     return 0
 
 

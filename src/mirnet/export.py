@@ -184,6 +184,10 @@ def _quiet():
 MICRO_TILE = 32  # lol-micro needs a 125,665-byte arena at 32x32 and 173,525 at 40x40 (limit 160 KB)
 MICRO_OVERLAP = 8
 MICRO_MAX_STARTS = 32  # the sketch's tile-position arrays (mirnet_tiles.h.in: ys, xs)
+# What the sketch may use on an Arduino Nano 33 BLE Sense (256 KB RAM, 1 MB flash): the arena beside
+# the camera frame, overlap buffers and the core's own RAM; the model beside the libraries' code.
+BOARD_ARENA_BUDGET = 160 * 1024
+BOARD_MODEL_BUDGET = 300 * 1024
 QCIF = (144, 176)  # the OV7675's frame (height, width) used by the sketch
 # Cortex-M4F throughput assumed for the time estimate: CMSIS-NN int8 convolutions reach about one
 # MAC per cycle with the dual 16-bit MAC (SMLAD) on wide layers; MIRNet's 8-16 channel layers,
@@ -254,6 +258,7 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
         "model": name, "parameters": count_parameters(model), "config": model.config.to_dict(),
         "tile": [tile, tile], "overlap": overlap, "model_bytes": len(flat), "arena_bytes": arena,
         "arena_bytes_in_sketch": arena + ARENA_MARGIN, "ops": ops,
+        "fits_nano_33_ble_sense": arena + ARENA_MARGIN <= BOARD_ARENA_BUDGET and len(flat) <= BOARD_MODEL_BUDGET,
         "macs_per_tile": macs_tile, "tiles_per_qcif_frame": tiles, "macs_per_qcif_frame": macs_frame,
         "ms_per_qcif_frame_estimate": [round(macs_frame / (rate * M4_HZ) * 1e3) for rate in M4_MACS_PER_CYCLE],
         "estimate_assumptions": f"Cortex-M4F at {M4_HZ / 1e6:.0f} MHz, {M4_MACS_PER_CYCLE[0]} MAC/cycle "
