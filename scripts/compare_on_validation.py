@@ -13,7 +13,8 @@ With --self-ensemble each model also gets a row "NAME x8": the mean of its 8 fli
 With --ensemble a last row scores the mean of all the models' outputs (an ensemble of separately
 trained models, at the sum of their costs). With --training-pairs N the same table is made on N
 evenly spaced pairs of the split's training side: a model that scores alike on both does not
-overfit its training pairs.
+overfit its training pairs. Only a model that held out exactly --val-pairs trained on all of them;
+one that held out more never saw some of them.
 
 The seeds split holds out whole scenes in a fixed shuffled order, so the pairs held out with
 --val-pairs 64 are also held out by every run that held out 64 or more (lol-compact held out 185).
@@ -77,7 +78,8 @@ def main() -> None:
     parser.add_argument("--ensemble", action="store_true",
                         help="also score the mean of all the models' outputs")  # fmt: skip
     parser.add_argument("--training-pairs", type=int, default=0,
-                        help="also score N of the training pairs")  # fmt: skip
+                        help="also score N of the training pairs (those of models that held out exactly "
+                             "--val-pairs)")  # fmt: skip
     args = parser.parse_args()
 
     training, held = split_by_scene(load_pairs(args.data), args.val_pairs, seed=args.seed)
