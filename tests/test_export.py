@@ -335,6 +335,24 @@ def test_onnx_backend_takes_tiny_images_and_reports_a_failing_one(onnx_file, tmp
     assert summary.done == 1 and summary.errors == [f"{tmp_path / 'bad.png'}: onnxruntime failed (a stand-in failure)"]
 
 
+@onnx_needed
+def test_onnx_backend_failures_are_one_line_even_without_a_message(onnx_file):
+    from mirnet.enhance import InferenceError
+    from mirnet.errors import first_line
+    from mirnet.exported import OnnxEnhancer
+
+    assert first_line(RuntimeError("\n  [ONNXRuntimeError] bad shape\nat node 3")) == "[ONNXRuntimeError] bad shape"
+
+    class Session:  # onnxruntime raising an exception with an empty message (an IndexError before)
+        def run(self, *args):
+            raise RuntimeError("  \n")
+
+    enhancer = OnnxEnhancer(onnx_file)
+    enhancer.session = Session()
+    with pytest.raises(InferenceError, match=r"^onnxruntime failed \(RuntimeError\)$"):
+        enhancer.enhance_tensor(torch.rand(1, 3, 8, 8))
+
+
 def test_export_refuses_bad_options_before_any_work(tmp_path, capsys):
     from mirnet.cli import main
 

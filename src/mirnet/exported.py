@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .enhance import DEFAULT_OVERLAP, Enhancer, InferenceError, _starts
+from .errors import first_line
 from .export import ExportError, _require, silenced_output
 
 
@@ -31,7 +32,7 @@ class OnnxEnhancer(Enhancer):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types
-            raise ExportError(f"{path}: not a usable ONNX model ({str(error).splitlines()[0]})") from None
+            raise ExportError(f"{path}: not a usable ONNX model ({first_line(error)})") from None
         self.input_name = self.session.get_inputs()[0].name
         config = self.session.get_modelmeta().custom_metadata_map.get("mirnet_config")
         # The graph reflection-pads to this multiple; an ONNX file not exported by mirnet gets no help.
@@ -46,7 +47,7 @@ class OnnxEnhancer(Enhancer):
         try:
             y = self.session.run(None, {self.input_name: x.float().numpy()})[0]
         except Exception as error:  # onnxruntime raises its own exception types
-            raise InferenceError(f"onnxruntime failed ({str(error).strip().splitlines()[0]})") from None
+            raise InferenceError(f"onnxruntime failed ({first_line(error)})") from None
         return torch.from_numpy(y[..., :height, :width]).clamp_(0, 1)
 
     def enhance_tensor(self, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,

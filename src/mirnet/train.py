@@ -35,6 +35,7 @@ from torch import nn
 
 from .config import MIRNetConfig, preset
 from .data import CropSampler, DataError, Pair, load_pairs, split_by_scene, to_tensor, to_uint8
+from .errors import first_line
 from .files import atomic_output
 from .metrics import psnr, ssim, ssim_map
 from .model import MIRNet, count_parameters, untie_weights
@@ -310,8 +311,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             state = torch.load(run.last, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
         except Exception as error:  # noqa: BLE001 - torch raises many kinds for damaged files
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise ValueError(f"{run.last}: cannot resume from this checkpoint ({first_line})") from None
+            raise ValueError(f"{run.last}: cannot resume from this checkpoint ({first_line(error)})") from None
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])

@@ -13,6 +13,7 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from .config import MIRNetConfig
+from .errors import first_line
 from .files import atomic_output
 from .model import DAU, MRB, SKFF, BlurPool, MIRNet
 
@@ -200,8 +201,7 @@ def load_official_checkpoint(path: str | Path) -> MIRNet:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds for foreign or damaged files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"{path}: not a readable torch checkpoint ({first_line})") from None
+        raise WeightsError(f"{path}: not a readable torch checkpoint ({first_line(error)})") from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     named = isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
     if not named:

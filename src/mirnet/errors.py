@@ -1,0 +1,11 @@
+"""One-line messages from the multi-line exceptions that torch and onnxruntime raise."""
+
+from __future__ import annotations
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of `error`'s message, or its type's name when the message is empty."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(error).__name__
