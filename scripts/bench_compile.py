@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 
 # Before torch is imported: a cache of its own, so that the compile time is a cold one.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="mirnet-inductor-"))
@@ -26,13 +25,7 @@ import torch  # noqa: E402
 from mirnet import create_model, load_model  # noqa: E402
 from mirnet.enhance import Enhancer  # noqa: E402
 from mirnet.model import GlobalPool  # noqa: E402
-from mirnet.runtime import hardware_name  # noqa: E402
-
-
-def seconds(work) -> float:
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
+from mirnet.runtime import hardware_name, seconds_per_call  # noqa: E402
 
 
 def hooks_honoured(enhancer: Enhancer) -> bool:
@@ -68,9 +61,9 @@ def main() -> None:
         eager_model = enhancer.model
         eager_out = enhancer._run(x)  # also pays oneDNN's first choice of kernels
         # Passes per timing: about 2 s of them, so that a short model's timings are not single runs.
-        repeats = max(1, round(2.0 / seconds(lambda: enhancer._run(x))))
+        repeats = max(1, round(2.0 / seconds_per_call(lambda: enhancer._run(x))))
         enhancer.model = torch.compile(eager_model, dynamic=True)
-        compile_time = seconds(lambda: enhancer._run(x))
+        compile_time = seconds_per_call(lambda: enhancer._run(x))
         difference = (enhancer._run(x) - eager_out).abs().max().item()
         honoured = hooks_honoured(enhancer)
         times: dict[str, list[float]] = {"eager": [], "compiled": []}
@@ -78,7 +71,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for mode, module in (("eager", eager_model), ("compiled", compiled_model)):
                 enhancer.model = module
-                times[mode].append(seconds(lambda: [enhancer._run(x) for _ in range(repeats)]) / repeats)
+                times[mode].append(seconds_per_call(lambda: enhancer._run(x), repeats))
         eager, compiled = statistics.median(times["eager"]), statistics.median(times["compiled"])
         print(f"| {name} | {enhancer.runtime.precision} | {compile_time:.1f} | {eager:.3f} | {compiled:.3f} "
               f"| x{eager / compiled:.2f} | {difference:.4f} | {'yes' if honoured else 'no'} |", flush=True)  # fmt: skip

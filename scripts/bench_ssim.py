@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from unittest import mock
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mirnet import metrics
-from mirnet.runtime import hardware_name
+from mirnet.runtime import hardware_name, seconds_per_call
 from mirnet.train import ssim_loss
 
 
@@ -31,13 +30,6 @@ def one_channel_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> tor
     g = torch.exp(-(t**2) / (2 * sigma**2))
     g /= g.sum()
     return F.conv2d(F.conv2d(x, g.view(1, 1, size, 1)), g.view(1, 1, 1, size))
-
-
-def seconds(work, calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        work()
-    return (time.perf_counter() - start) / calls
 
 
 def main() -> None:
@@ -69,9 +61,9 @@ def main() -> None:
         difference = float(torch.as_tensor(shipped_value).sub(torch.as_tensor(reference_value)).abs().max())
         shipped, reference = [], []
         for _ in range(args.rounds):
-            shipped.append(seconds(work, calls))
+            shipped.append(seconds_per_call(work, calls))
             with mock.patch.object(metrics, "_gaussian_blur", one_channel_blur):
-                reference.append(seconds(work, calls))
+                reference.append(seconds_per_call(work, calls))
         ratios = [r / s for r, s in zip(reference, shipped)]
         times = f"{1000 * statistics.median(shipped):.1f} | {1000 * statistics.median(reference):.1f}"
         print(f"| {name} | {times} | x{statistics.median(ratios):.1f} | {difference:.1e} |")

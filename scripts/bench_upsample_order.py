@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from unittest import mock
 
 import torch
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from mirnet import count_macs, create_model
 from mirnet.enhance import Enhancer
 from mirnet.model import ResidualUpsample
-from mirnet.runtime import hardware_name
+from mirnet.runtime import hardware_name, seconds_per_call
 
 
 def commuted(self: ResidualUpsample, x: torch.Tensor) -> torch.Tensor:
@@ -31,12 +30,6 @@ def commuted(self: ResidualUpsample, x: torch.Tensor) -> torch.Tensor:
     linear, the interpolation acts per channel and its weights sum to 1, so the bias commutes too."""
     bypass = F.interpolate(self.bottom[1](x), scale_factor=2, mode="bilinear", align_corners=False)
     return self.top(x) + bypass
-
-
-def seconds(work) -> float:
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -65,9 +58,9 @@ def main() -> None:
         difference = float((shipped_out - commuted_out).abs().max())
         shipped, reordered = [], []
         for _ in range(args.rounds):
-            shipped.append(seconds(lambda: enhancer.enhance_tensor(x)))
+            shipped.append(seconds_per_call(lambda: enhancer.enhance_tensor(x)))
             with swap:
-                reordered.append(seconds(lambda: enhancer.enhance_tensor(x)))
+                reordered.append(seconds_per_call(lambda: enhancer.enhance_tensor(x)))
         ratio = statistics.median(s / r for s, r in zip(shipped, reordered))
         print(f"| {name} | {enhancer.runtime.precision} | {macs} | "
               f"{difference:.1e} | {statistics.median(shipped):.3f} | {statistics.median(reordered):.3f} | "

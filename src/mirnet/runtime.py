@@ -94,6 +94,14 @@ def cpu_bf16_is_fast() -> bool:
     return _bf16_probe()
 
 
+def seconds_per_call(work, calls: int = 1) -> float:
+    """Wall-clock seconds that `work()` takes, averaged over `calls` calls (for the benchmark scripts)."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        work()
+    return (time.perf_counter() - start) / calls
+
+
 def _bf16_probe() -> bool:
     """True when a bf16 convolution runs in under 0.8x the time of fp32 (timed, a fraction of a second)."""
     capability = torch.backends.cpu.get_cpu_capability()
