@@ -3,6 +3,8 @@
 import hashlib
 import json
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from PIL import Image, ImageCms
 
 import mirnet
 from mirnet.cli import main
-from mirnet.enhance import Enhancer, enhance, enhance_files, read_photo
+from mirnet.enhance import Enhancer, encode, enhance, enhance_files, read_photo
 
 
 @pytest.fixture(scope="module")
@@ -223,12 +225,25 @@ def test_alpha_is_kept_and_grayscale_stays_grayscale(enhancer, tmp_path):
         assert out.mode == "RGB"
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def test_16bit_png_and_cmyk_jpeg_are_read(tmp_path):
     deep = (np.linspace(0, 65535, 20 * 30).reshape(20, 30)).astype(np.uint16)
     Image.fromarray(deep).save(tmp_path / "deep.png")
     photo = read_photo(tmp_path / "deep.png")
     assert photo.grayscale and photo.rgb.dtype == np.uint8 and photo.rgb.shape == (20, 30, 3)
     assert photo.rgb[0, 0, 0] == 0 and photo.rgb[-1, -1, 0] == 255  # scaled, not clipped
+    # 16-bit grayscale + alpha, which Pillow cannot write and reads as 8-bit RGBA: still grayscale.
+    height, width = deep.shape
+    gray_alpha = np.dstack([deep, np.full_like(deep, 40000)]).astype(">u2")
+    rows = b"".join(b"\x00" + gray_alpha[y].tobytes() for y in range(height))
+    (tmp_path / "deep-alpha.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(
+        ">IIBBBBB", width, height, 16, 4, 0, 0, 0)) + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b""))
+    photo = read_photo(tmp_path / "deep-alpha.png")
+    assert photo.grayscale and photo.rgb[-1, -1, 0] == 255 and photo.alpha[0, 0] == 40000 >> 8
+    assert "16-bit input written as 8-bit" in photo.notes and encode(photo, photo.rgb, "PNG")[0].mode == "LA"
     Image.fromarray(_photo()).convert("CMYK").save(tmp_path / "cmyk.jpg")
     photo = read_photo(tmp_path / "cmyk.jpg")
     assert photo.rgb.shape == (40, 56, 3) and photo.icc_profile is None

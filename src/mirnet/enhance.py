@@ -68,6 +68,10 @@ def decode(image: Image.Image) -> Photo:
     """A Pillow image as a Photo: orientation applied, every mode brought to 8-bit RGB (+ alpha)."""
     fmt = image.format
     notes = []
+    # Pillow reads a 16-bit grayscale+alpha PNG as 8-bit RGBA; only its undecoded tile still says so.
+    gray_alpha_16bit = fmt == "PNG" and any(getattr(tile, "args", None) == "LA;16B" for tile in image.tile)
+    if gray_alpha_16bit:
+        notes.append("16-bit input written as 8-bit")
     with warnings.catch_warnings(record=True) as caught:  # Pillow warns of corrupt EXIF on stderr
         warnings.simplefilter("always")
         image = ImageOps.exif_transpose(image)  # also drops the orientation tag from its EXIF
@@ -101,7 +105,7 @@ def decode(image: Image.Image) -> Photo:
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         mode = image.mode
-    if mode in ("1", "L", "LA", "La"):
+    if mode in ("1", "L", "LA", "La") or gray_alpha_16bit:
         photo.grayscale = True
     if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
         rgba = image.convert("RGBA")
@@ -129,8 +133,7 @@ def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
             Image.MAX_IMAGE_PIXELS = max_pixels
             try:
                 with Image.open(path) as image:
-                    image.load()
-                    return decode(image)
+                    return decode(image)  # which loads it, after reading what only the unloaded file says
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
     except ImageError:
