@@ -62,6 +62,7 @@ def fit_calibration(outputs: list[np.ndarray], pairs: list[Pair]) -> tuple[float
 
 
 def calibration(model, train: list[Pair], held: list[Pair]) -> None:
+    """Print the held-out scores of the model's outputs as they are and with the exposure correction."""
     forward = model_forward(model, select_runtime("cpu", "fp32"))
     run = lambda pairs: [forward(to_tensor(p.low)[None])[0].permute(1, 2, 0).numpy() * 255 for p in pairs]  # noqa: E731
     train_out, held_out = run(train), run(held)
