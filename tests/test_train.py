@@ -437,3 +437,13 @@ def test_a_run_stopped_before_its_first_timed_checkpoint_resumes(data, tmp_path,
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 0
     train(cfg, resume=True)
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 1
+
+
+def test_split_seed_keeps_the_held_out_pairs_while_the_seed_changes(data, tmp_path):
+    from mirnet.train import datasets
+
+    def held_out(**changes):
+        return sorted(p.stem for p in datasets(_config(data, tmp_path / "run", val_pairs=3, **changes))[1])
+
+    assert len({tuple(held_out(seed=seed)) for seed in range(6)}) > 1  # by default the split follows --seed
+    assert all(held_out(seed=seed, split_seed=0) == held_out(seed=0) for seed in range(1, 6))

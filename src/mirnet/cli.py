@@ -398,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssim-weight", type=float, help="add this weight x (1 - SSIM) to the loss (default 0)")
     p.add_argument("--ema", type=float, help="validate and save a moving average of the weights with this decay, e.g. 0.999 (default 0: off)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--split-seed", type=int, help="seed of the seeds split (default: --seed); keep it to vary --seed "
+                   "over the same held-out pairs")  # fmt: skip
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")

@@ -74,6 +74,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of a moving average of the weights, validated and saved instead (0: off)
     patience: int = 5  # epochs without a better val PSNR before the plateau schedule halves the rate
     seed: int = 0
+    split_seed: int | None = None  # seed of the seeds split (None: `seed`); fixed, runs of new seeds share held-out pairs
     device: str = "auto"
     precision: str = "auto"
     channels_last: bool | None = None
@@ -199,7 +200,8 @@ def datasets(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
         train_pairs, val_pairs = pairs, load_pairs(cfg.val_data)
     elif cfg.split == "seeds":
         try:
-            train_pairs, val_pairs = split_by_scene(pairs, cfg.val_pairs, seed=cfg.seed)
+            split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+            train_pairs, val_pairs = split_by_scene(pairs, cfg.val_pairs, seed=split_seed)
         except ValueError as error:
             raise DataError(f"{cfg.data}: {error}; use --val-pairs, --split full or --val-data") from None
     elif cfg.split == "full":
