@@ -72,7 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--val-pairs", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the seeds split: a run's split_seed where it has one, else its seed")
     parser.add_argument("--models", default="lol-compact,lol-micro")
     parser.add_argument("--self-ensemble", action="store_true", help="also score each model's x8 self-ensemble")
     parser.add_argument("--ensemble", action="store_true",

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import io
+import warnings
 import struct
 import zlib
 from pathlib import Path
@@ -14,7 +15,7 @@ from PIL import Image, ImageCms
 
 import mirnet
 from mirnet.cli import main
-from mirnet.enhance import Enhancer, encode, enhance, enhance_files, read_photo
+from mirnet.enhance import Enhancer, ImageError, encode, enhance, enhance_files, read_photo
 
 
 @pytest.fixture(scope="module")
@@ -512,3 +513,19 @@ def test_export_refuses_to_overwrite_its_input_weights(tiny_weights, tmp_path, c
 def test_enhance_takes_an_enhancer_loaded_once(enhancer):
     rgb = _photo()
     assert np.array_equal(enhance(rgb, model=enhancer), enhancer.enhance_rgb(rgb))
+
+
+def test_a_size_found_only_while_decoding_is_still_held_to_the_pixel_limit(tmp_path, monkeypatch):
+    # ICNS and BLP files learn their real size while decoding; Pillow then warns as it does at open.
+    from PIL import PngImagePlugin
+
+    Image.fromarray(_photo()).save(tmp_path / "frame.png")
+    load = PngImagePlugin.PngImageFile.load
+
+    def load_warning_of_a_bomb(self):
+        warnings.warn("decoded frame larger than declared", Image.DecompressionBombWarning)
+        return load(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", load_warning_of_a_bomb)
+    with pytest.raises(ImageError, match=r"frame\.png: more pixels than the 1,000,000-pixel limit"):
+        read_photo(tmp_path / "frame.png", max_pixels=1_000_000)

@@ -68,10 +68,12 @@ def decode(image: Image.Image) -> Photo:
     """A Pillow image as a Photo: orientation applied, every mode brought to 8-bit RGB (+ alpha)."""
     fmt = image.format
     notes = []
-    # Pillow reads a 16-bit grayscale+alpha PNG as 8-bit RGBA; only its undecoded tile still says so.
-    gray_alpha_16bit = fmt == "PNG" and any(getattr(tile, "args", None) == "LA;16B" for tile in image.tile)
+    # Pillow reads a 16-bit grayscale+alpha PNG as 8-bit RGBA; only its undecoded tile (codec, extents,
+    # offset, raw mode) still says so.
+    gray_alpha_16bit = fmt == "PNG" and any(len(tile) > 3 and tile[3] == "LA;16B" for tile in image.tile)
     if gray_alpha_16bit:
         notes.append("16-bit input written as 8-bit")
+    image.load()  # here, not under the EXIF warning catcher below: read_photo turns bomb warnings into errors
     with warnings.catch_warnings(record=True) as caught:  # Pillow warns of corrupt EXIF on stderr
         warnings.simplefilter("always")
         image = ImageOps.exif_transpose(image)  # also drops the orientation tag from its EXIF
