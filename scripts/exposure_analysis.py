@@ -74,7 +74,8 @@ def calibration(model, train: list[Pair], held: list[Pair]) -> None:
     print("| held-out pairs | alpha | centre | PSNR (dB) | SSIM |\n| --- | ---: | ---: | ---: | ---: |")
     for label, a, c in (("as the model outputs them", 1.0, 100.0), ("calibrated, fitted on the training pairs", alpha,
                         centre), ("calibrated, fitted on these pairs (in-sample bound)", best_alpha, best_centre)):
-        scored = [(psnr(calibrated(o, a, c), p.high), ssim(calibrated(o, a, c), p.high)) for o, p in zip(held_out, held)]
+        outputs = [calibrated(o, a, c) for o in held_out]
+        scored = [(psnr(o, p.high), ssim(o, p.high)) for o, p in zip(outputs, held)]
         centre_text = "-" if a == 1.0 else f"{c:.0f}"  # alpha 1 leaves every output as it is
         print(f"| {label} | {a:.1f} | {centre_text} | {np.mean([s[0] for s in scored]):.2f} | "
               f"{np.mean([s[1] for s in scored]):.4f} |")  # fmt: skip
