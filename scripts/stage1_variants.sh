@@ -10,8 +10,8 @@
 # peak learning rate), mixup (half the batches blend their pairs, --mixup 0.5), reduction2 (channel
 # attention and SKFF squeeze by 2 instead of 8: with 8, the first stream's 16 channels squeeze to 2
 # values where the paper's 64 squeeze to 8; by 2 they squeeze to 8 again, at the same 18.9 GMACs).
-# Variants combine with +: lr1e-3 is recipe v3, the default since 2026-11-30, so lr1e-3+reduction2
-# is reduction2 on v3.
+# Variants combine with +: lr1e-3 is recipe v3 (the recipe of the default since 2026-11-30), so
+# lr1e-3+reduction2 is reduction2 on v3.
 # Compare them with scripts/compare_recipes.py and scripts/compare_on_validation.py (README, Trained
 # models).
 set -euo pipefail

@@ -7,7 +7,8 @@
 # 0.5 x (1 - SSIM) to the Charbonnier loss, validate on held-out scenes only (never eval15) and keep
 # their best checkpoint. Run it again to resume after an interruption: a stage that has a checkpoint
 # continues, a finished stage is skipped. This is recipe v3 (2026-11-30); v2, the default before it,
-# peaked at lr 5e-4 in stage 1 (git show 44655fd:scripts/train_lol_compact.sh).
+# peaked at lr 5e-4 in stage 1 (git show 44655fd:scripts/train_lol_compact.sh). The shipped v4 is
+# this recipe with --precision bf16.
 #
 #   scripts/train_lol_compact.sh [--background] [OUR485_FOLDER] [RUN_FOLDER] [TRAIN OPTIONS...]
 #
