@@ -38,6 +38,21 @@ def test_convert_official_writes_loadable_safetensors(tmp_path, capsys):
     assert "model_lol.safetensors" in capsys.readouterr().out
 
 
+def test_convert_official_never_replaces_a_file_it_was_not_told_to(tmp_path, capsys):
+    checkpoint = tmp_path / "model_lol.pth"
+    mirnet.save_official_checkpoint(mirnet.create_model("paper", channels=8), checkpoint)
+    before = checkpoint.read_bytes()
+    mine = tmp_path / "model_lol.safetensors"  # e.g. weights of one's own that share the stem
+    mine.write_bytes(b"my weights")
+    assert main(["convert-official", str(checkpoint)]) == 2
+    assert capsys.readouterr().err.strip() == f"mirnet: error: {mine}: already exists; name the output with -o"
+    assert main(["convert-official", str(checkpoint), "-o", str(tmp_path / "." / "model_lol.pth")]) == 2
+    assert "refusing to overwrite the input checkpoint" in capsys.readouterr().err
+    assert mine.read_bytes() == b"my weights" and checkpoint.read_bytes() == before
+    assert main(["convert-official", str(checkpoint), "-o", str(mine)]) == 0  # named: replaced on purpose
+    assert mirnet.load_weights(mine).config.channels == 8
+
+
 def test_errors_are_one_line_without_traceback(tmp_path):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"not a checkpoint")

@@ -92,7 +92,9 @@ def test_evaluate_cli_with_weights_and_baselines(paired, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)  # stdout is one JSON object
     assert [m["method"] for m in report["means"]] == ["input", "mirnet", *BASELINES]
-    assert (out / "comparison.png").stat().st_size > 0 and (out / "evaluation.md").exists()
+    assert (out / "evaluation.md").exists()
+    with Image.open(out / "comparison.png") as figure:  # 2 rows of 9 panels: input, mirnet, 6 baselines, ground truth
+        assert figure.format == "PNG" and figure.size[0] > 2 * figure.size[1]
     table = subprocess.run([sys.executable, "-m", "mirnet", "evaluate", "--data", str(paired), "--baselines",
                             "--summary"], capture_output=True, text=True)  # fmt: skip
     assert table.returncode == 0 and "| histogram-eq |" in table.stdout and "| image |" not in table.stdout

@@ -227,7 +227,8 @@ def test_export_micro_writes_model_header_sketch_and_report(tmp_path):
     assert f"g_mirnet_model_len = {len(flat)};" in header and header.count("0x") == len(flat)
     sketch = (tmp_path / "micro" / "mirnet_micro" / "mirnet_micro.ino").read_text()
     assert f"kArenaSize = {report['arena_bytes'] + 4096};" in sketch and "@" not in sketch
-    assert (tmp_path / "micro" / "mirnet_micro" / "mirnet_tiles.h").exists()
+    tiles_header = (tmp_path / "micro" / "mirnet_micro" / "mirnet_tiles.h").read_text()
+    assert "@" not in tiles_header and "kTileH = 32, kTileW = 32, kOverlap = 8;" in tiles_header
     assert sketch.count("resolver.Add") == len(report["ops"]) == len(set(report["ops"]))
     saved = json.loads((tmp_path / "micro" / "micro.json").read_text())
     assert saved["tiles_per_qcif_frame"] == 6 * 7 and saved["macs_per_tile"] == mirnet.count_macs(model, 32, 32)
@@ -237,6 +238,8 @@ def test_export_micro_writes_model_header_sketch_and_report(tmp_path):
 
 @tflite_needed
 def test_export_cli(tmp_path):
+    from mirnet.exported import TFLiteModel
+
     weights = tmp_path / "tiny.safetensors"
     mirnet.save_weights(tiny(), weights)
     out = tmp_path / "tiny.tflite"
@@ -244,7 +247,7 @@ def test_export_cli(tmp_path):
     result = subprocess.run(run + ["tflite", "--weights", str(weights), "-o", str(out), "--height", "32", "--width", "40"],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "float32" in result.stdout and out.stat().st_size > 10_000
+    assert "float32" in result.stdout and TFLiteModel(out.read_bytes()).tile == (32, 40)
     result = subprocess.run(run + ["tflite", "--weights", str(weights), "-o", str(out), "--int8", "--calibration",
                                    str(tmp_path / "missing")], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "missing: no images to calibrate" in result.stderr
@@ -372,11 +375,31 @@ def test_export_refuses_bad_options_before_any_work(tmp_path, capsys):
     assert weights.read_bytes() == before
 
 
+def test_writers_refuse_to_overwrite_a_model_given_by_name(tmp_path, monkeypatch, capsys):
+    from mirnet.cli import main
+    from mirnet.zoo import model_file
+
+    monkeypatch.setenv("MIRNET_HOME", str(tmp_path))
+    installed = tmp_path / "mine.safetensors"
+    mirnet.save_weights(tiny(), installed)
+    before = installed.read_bytes()
+    assert model_file("mine") == installed and model_file(None) == mirnet.zoo.bundled_path("lol-compact")
+    for args, message in (
+        (["export", "onnx", "--model", "mine", "-o", str(installed)], "refusing to overwrite the input weights"),
+        (["demo", "--model", "mine", "-o", str(installed)], "refusing to overwrite the input weights"),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(installed) in err and len(err.strip().splitlines()) == 1
+    assert installed.read_bytes() == before
+
+
 def test_micro_tiles_the_sketch_cannot_hold_are_refused_before_converting(tmp_path):
     from mirnet.export import ExportError, export_micro
 
     for tile, overlap in ((8, 3), (32, 16), (32, 40), (160, 8), (32, -1)):
-        with pytest.raises(ExportError, match="tile"):
+        # Both messages are the guard's own: with it gone, the empty calibration would fail later.
+        with pytest.raises(ExportError, match="^micro tiles need|tiles per side of the QCIF frame"):
             export_micro(tiny(), tmp_path / "micro", calibration=[], tile=tile, overlap=overlap)
     assert not (tmp_path / "micro").exists()
 

@@ -198,10 +198,11 @@ def test_killed_at_any_moment_and_resumed_equals_uninterrupted(data, tmp_path):
     subprocess.run([*cli, *common, "--out", str(tmp_path / "whole")], check=True, env=env, capture_output=True)
     proc = subprocess.Popen([*cli, *common, "--out", str(tmp_path / "killed"), "--checkpoint-every", "0"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 60
-    while not (tmp_path / "killed" / "last.pt").exists() and time.time() < deadline:
+    # last.pt exists from step 0 on (written atomically, so it can be read at any time): kill once a
+    # step has been taken, whatever the machine's load.
+    last, deadline = tmp_path / "killed" / "last.pt", time.time() + 120
+    while time.time() < deadline and not (last.exists() and torch.load(last, weights_only=True)["step"] > 0):
         time.sleep(0.05)
-    time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["step"]

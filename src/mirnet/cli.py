@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from . import __version__
 from .config import PRESETS, MIRNetConfig, preset
 from .data import DataError
 from .export import ExportError
+from .files import same_file
 from .weights import WeightsError
 
 
@@ -68,9 +68,11 @@ def cmd_convert_official(args: argparse.Namespace) -> int:
     from .weights import load_official_checkpoint, save_weights
 
     model = load_official_checkpoint(args.checkpoint)
-    output = args.output or Path(args.checkpoint).with_suffix(".safetensors")
-    if Path(output).resolve() == Path(args.checkpoint).resolve():
+    output = Path(args.output or Path(args.checkpoint).with_suffix(".safetensors"))
+    if same_file(output, args.checkpoint):
         raise WeightsError(f"{output}: refusing to overwrite the input checkpoint")
+    if args.output is None and output.exists():  # a file the user did not name is never replaced
+        raise WeightsError(f"{output}: already exists; name the output with -o")
     save_weights(model, output, metadata={"source": f"official checkpoint {Path(args.checkpoint).name}"})
     print(f"{output}: {count_parameters(model):,} parameters, {model.config}")
     return 0
@@ -206,11 +208,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     import json
 
     from . import export
-    from .zoo import load_model
+    from .zoo import load_model, model_file
 
     source = args.weights or args.model or ("lol-micro" if args.format == "micro" else None)
     output = Path(args.output)
-    if source and Path(source).is_file() and output.exists() and os.path.samefile(output, source):
+    if same_file(output, model_file(source)):  # a model given by name too: its file in $MIRNET_HOME
         raise WeightsError(f"{output}: refusing to overwrite the input weights")
     if args.calibration and args.format == "tflite" and not args.int8:
         raise ValueError("--calibration sets int8 ranges: add --int8 (a float32 export needs none)")
@@ -425,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("convert-official", help="official MIRNet checkpoint (.pth) to mirnet safetensors")
     p.add_argument("checkpoint", help="a checkpoint saved by the official MIRNet code")
-    p.add_argument("-o", "--output", help="output .safetensors (default: beside the checkpoint)")
+    p.add_argument("-o", "--output", help="output .safetensors (default: beside the checkpoint, if no such file exists)")
     p.set_defaults(run=cmd_convert_official)
     return parser
 

@@ -6,7 +6,6 @@ noisy the way LOL's low-light shots are (low gain, photon and read noise).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +55,14 @@ def side_by_side(panels: list[tuple[str, np.ndarray]]) -> Image.Image:
 def run_demo(output: str | Path = "mirnet-demo.png", image: str | Path | None = None, model=None) -> Path:
     """Enhance the sample (or `image`) with the default model (or `model`); write input | output."""
     from .enhance import Enhancer, read_photo
-    from .files import atomic_output
+    from .files import atomic_output, same_file
+    from .zoo import model_file
 
     output = Path(output)
-    if image is not None and output.exists() and os.path.samefile(output, image):
+    if image is not None and same_file(output, image):
         raise ValueError(f"{output}: refusing to overwrite the input photo; choose another -o")
+    if isinstance(model, (str, Path, type(None))) and same_file(output, model_file(model)):
+        raise ValueError(f"{output}: refusing to overwrite the input weights; choose another -o")
     enhancer = Enhancer(model)
     if image is None:
         low, reference = sample_scene()

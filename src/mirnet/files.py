@@ -27,6 +27,11 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether both paths exist and are one file (also through links), so writing `a` would destroy `b`."""
+    return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -70,22 +70,24 @@ def list_models() -> list[dict]:
     return models
 
 
+def model_file(name_or_path: str | Path | None = None) -> Path:
+    """The file that `load_model(name_or_path)` reads (writers check it to never overwrite their input)."""
+    text = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
+    if text in BUNDLED:
+        return bundled_path(text)
+    return installed_models().get(text, Path(text))
+
+
 def load_model(name_or_path: str | Path | None = None) -> MIRNet:
     """A model in eval mode: the default (None), a bundled or installed model's name, a mirnet
     .safetensors file, or an official MIRNet .pth checkpoint."""
     text = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
-    if text in BUNDLED:
-        path = bundled_path(text)
-        if not path.exists():
-            raise WeightsError(f"{path}: the bundled model {text!r} is missing from this installation")
-        return load_weights(path)
-    installed = installed_models()
-    if text in installed:
-        return load_weights(installed[text])
-    path = Path(text)
+    path = model_file(text)
+    if text in BUNDLED and not path.exists():
+        raise WeightsError(f"{path}: the bundled model {text!r} is missing from this installation")
     if path.suffix == ".safetensors":
         return load_weights(path)
     if path.suffix in (".pth", ".pt", ".ckpt"):
         return load_official_checkpoint(path)
-    names = ", ".join([*BUNDLED, *installed]) or "none"
+    names = ", ".join([*BUNDLED, *installed_models()]) or "none"
     raise WeightsError(f"{text}: neither a known model ({names}) nor a .safetensors or official .pth file")
