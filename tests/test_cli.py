@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import mirnet
@@ -45,7 +46,7 @@ def test_convert_official_never_replaces_a_file_it_was_not_told_to(tmp_path, cap
     mine = tmp_path / "model_lol.safetensors"  # e.g. weights of one's own that share the stem
     mine.write_bytes(b"my weights")
     assert main(["convert-official", str(checkpoint)]) == 2
-    assert capsys.readouterr().err.strip() == f"mirnet: error: {mine}: already exists; name the output with -o"
+    assert capsys.readouterr().err == f"mirnet: error: {mine}: already exists; name the output with -o\n"
     assert main(["convert-official", str(checkpoint), "-o", str(tmp_path / "." / "model_lol.pth")]) == 2
     assert "refusing to overwrite the input checkpoint" in capsys.readouterr().err
     assert mine.read_bytes() == b"my weights" and checkpoint.read_bytes() == before
@@ -65,3 +66,46 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     result = subprocess.run([sys.executable, "-m", "mirnet", "info", "--size", "12"], capture_output=True, text=True)
     assert result.returncode == 2 and "HEIGHTxWIDTH" in result.stderr
+
+
+def test_tile_option_takes_sizes_auto_or_none_and_names_what_is_wrong(capsys):
+    from mirnet.cli import build_parser
+
+    parse = lambda *tile: build_parser().parse_args(["enhance", "a.png", *tile]).tile  # noqa: E731
+    tiles = [parse(), parse("--tile", "none"), parse("--tile", "0"), parse("--tile", "512")]
+    assert tiles == ["auto", None, None, 512]
+    for value, message in (("32", "tile must be at least 64 pixels, got 32"), ("big", "expected a tile size")):
+        with pytest.raises(SystemExit) as exit_:
+            parse("--tile", value)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_official_checkpoints_load_by_path_like_mirnet_weights(tmp_path):
+    model = mirnet.create_model("paper", channels=8, num_rrg=1, num_mrb=1).eval()
+    mirnet.save_official_checkpoint(model, tmp_path / "model_lol.pth")
+    loaded = mirnet.load_model(tmp_path / "model_lol.pth")
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_train_guards_are_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for args, message in (
+        (["--out", str(tmp_path / "empty"), "--resume"], f"{tmp_path / 'empty'}: nothing to resume"),
+        (["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--model-config", "{channels: 8}"],
+         "--model-config is not JSON"),
+    ):  # fmt: skip
+        assert main(["train", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_interrupted_command_exits_130_without_traceback(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mirnet.cli.cmd_presets", interrupted)
+    assert main(["presets"]) == 130
+    assert capsys.readouterr().err == "mirnet: interrupted\n"

@@ -323,12 +323,12 @@ def test_a_failed_write_keeps_the_old_output_and_the_batch_goes_on(enhancer, tmp
         return save(image, fp, *args, **kwargs)
 
     monkeypatch.setattr(Image.Image, "save", disk_full_on_a)
-    summary = enhance_files([tmp_path / "a.png", tmp_path / "b.png"], tmp_path / "out", enhancer, overwrite=True,
-                            progress=False)  # fmt: skip
+    inputs = [tmp_path / "a.png", tmp_path / "b.png"]
+    summary = enhance_files(inputs, tmp_path / "out", enhancer, overwrite=True, progress=False)
     assert summary.failed == 1 and summary.done == 1
     assert summary.errors == [f"{tmp_path / 'out' / 'a.png'}: cannot write (No space left on device)"]
     assert (tmp_path / "out" / "a.png").read_bytes() == b"keep me"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]  # no temporary file left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]  # no temporary file
 
 
 def _bad_inputs(folder: Path) -> dict[str, Path]:
@@ -556,3 +556,22 @@ def test_a_size_found_only_while_decoding_is_still_held_to_the_pixel_limit(tmp_p
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", load_warning_of_a_bomb)
     with pytest.raises(ImageError, match=r"frame\.png: more pixels than the 1,000,000-pixel limit"):
         read_photo(tmp_path / "frame.png", max_pixels=1_000_000)
+
+
+def test_globs_that_match_nothing_and_hidden_files(tiny_weights, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_photo()).save(tmp_path / "in" / "a.png")
+    Image.fromarray(_photo()).save(tmp_path / "in" / ".thumbnail.png")  # e.g. left by a file manager
+    pattern = str(tmp_path / "nowhere" / "*.jpg")
+    status = main(["enhance", str(tmp_path / "in"), pattern, "-o", str(tmp_path / "out"), "--weights",
+                   str(tiny_weights), "--device", "cpu", "-q"])  # fmt: skip
+    assert status == 1
+    assert f"error: {pattern}: no file matches this pattern" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_arrays_of_other_types_are_refused_and_floats_clipped(enhancer):
+    with pytest.raises(ValueError, match="expected uint8 or float pixels, got uint16"):
+        enhance(_photo().astype(np.uint16), model=enhancer)
+    wide = _photo().astype(np.float32) / 255 * 3 - 1  # values from -1 to about 0.9
+    assert np.array_equal(enhance(wide, model=enhancer), enhance(np.clip(wide, 0, 1), model=enhancer))

@@ -93,7 +93,8 @@ def test_evaluate_cli_with_weights_and_baselines(paired, tmp_path):
     report = json.loads(result.stdout)  # stdout is one JSON object
     assert [m["method"] for m in report["means"]] == ["input", "mirnet", *BASELINES]
     assert (out / "evaluation.md").exists()
-    with Image.open(out / "comparison.png") as figure:  # 2 rows of 9 panels: input, mirnet, 6 baselines, ground truth
+    # 2 rows of 9 panels: input, mirnet, 6 baselines, ground truth
+    with Image.open(out / "comparison.png") as figure:
         assert figure.format == "PNG" and figure.size[0] > 2 * figure.size[1]
     table = subprocess.run([sys.executable, "-m", "mirnet", "evaluate", "--data", str(paired), "--baselines",
                             "--summary"], capture_output=True, text=True)  # fmt: skip

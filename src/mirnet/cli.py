@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("convert-official", help="official MIRNet checkpoint (.pth) to mirnet safetensors")
     p.add_argument("checkpoint", help="a checkpoint saved by the official MIRNet code")
-    p.add_argument("-o", "--output", help="output .safetensors (default: beside the checkpoint, if no such file exists)")
+    p.add_argument("-o", "--output",
+                   help="output .safetensors (default: beside the checkpoint, if no such file exists)")
     p.set_defaults(run=cmd_convert_official)
     return parser
 
