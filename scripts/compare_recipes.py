@@ -11,7 +11,9 @@ training steps and wall-clock time, as a plot and a table.
 Each argument is LABEL=CSV[,CSV...]: the metrics.csv of every stage of one run, in order (the files
 that `mirnet train` writes and scripts/ship_model.py keeps beside the model card). A later stage's
 steps and time continue from the end of the earlier ones. Runs on different machines compare by
-steps; their times are each machine's own.
+steps; their times are each machine's own. --per-epoch also prints validation PSNR / SSIM of every
+run at each stage's epochs, with the spread (highest - lowest PSNR) across runs: runs of one recipe
+with different seeds, epoch by epoch.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="LABEL=stage1.csv[,stage2.csv...]")
     parser.add_argument("--out", type=Path, default=Path("docs/results/recipes/val-vs-steps.png"))
+    parser.add_argument("--per-epoch", action="store_true", help="also a table of every run at each epoch")
     args = parser.parse_args()
     runs = {}
     for spec in args.runs:
@@ -78,6 +81,28 @@ def main() -> None:
         ssim = "-" if best.get("val_ssim") is None else f"{best['val_ssim']:.4f}"
         print(f"| {label} | {rows[-1]['stage']:.0f} | {rows[-1]['step']:,.0f} | {rows[-1]['time'] / 60:.1f} | "
               f"{best['val_psnr']:.2f} | {ssim} |")  # fmt: skip
+    if args.per_epoch:
+        print_per_epoch(runs)
+
+
+def print_per_epoch(runs: dict[str, list[dict]]) -> None:
+    """Validation PSNR / SSIM of every run at each (stage, epoch) that any run has; '-' where one has not."""
+    at = {label: {(r["stage"], r["epoch"]): r for r in rows} for label, rows in runs.items()}
+    keys = sorted({key for rows in at.values() for key in rows})
+    print()
+    print("| stage | epoch | " + " | ".join(runs) + " | spread (dB) |")
+    print("| ---: | ---: | " + " | ".join("---:" for _ in runs) + " | ---: |")
+    for key in keys:
+        cells, psnrs = [], []
+        for rows in at.values():
+            row = rows.get(key)
+            if row is None:
+                cells.append("-")
+                continue
+            psnrs.append(row["val_psnr"])
+            cells.append(f"{row['val_psnr']:.2f}" + ("" if row.get("val_ssim") is None else f" / {row['val_ssim']:.4f}"))
+        spread = f"{max(psnrs) - min(psnrs):.2f}" if len(psnrs) > 1 else "-"
+        print(f"| {key[0]} | {key[1]:.0f} | " + " | ".join(cells) + f" | {spread} |")
 
 
 if __name__ == "__main__":
