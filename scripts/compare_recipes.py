@@ -100,7 +100,8 @@ def print_per_epoch(runs: dict[str, list[dict]]) -> None:
                 cells.append("-")
                 continue
             psnrs.append(row["val_psnr"])
-            cells.append(f"{row['val_psnr']:.2f}" + ("" if row.get("val_ssim") is None else f" / {row['val_ssim']:.4f}"))
+            ssim = "" if row.get("val_ssim") is None else f" / {row['val_ssim']:.4f}"
+            cells.append(f"{row['val_psnr']:.2f}{ssim}")
         spread = f"{max(psnrs) - min(psnrs):.2f}" if len(psnrs) > 1 else "-"
         print(f"| {key[0]} | {key[1]:.0f} | " + " | ".join(cells) + f" | {spread} |")
 

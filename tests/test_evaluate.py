@@ -178,11 +178,13 @@ def test_a_method_cannot_take_the_input_rows_name(paired):
 
 def test_compare_recipes_plots_runs_and_tables_them_epoch_by_epoch(tmp_path):
     header = "epoch,step,train_loss,val_loss,val_psnr,val_ssim,lr,time,steps_per_s\n"
-    (tmp_path / "a.csv").write_text(header + "1,100,0.3,0.1,20.0,0.80,1e-3,60,2\n2,200,0.2,0.1,22.0,0.82,1e-3,120,2\n")
+    rows = "1,100,0.3,0.1,20.0,0.80,1e-3,60,2\n2,200,0.2,0.1,22.0,0.82,1e-3,120,2\n"
+    (tmp_path / "a.csv").write_text(header + rows)
     (tmp_path / "b.csv").write_text(header + "1,100,0.3,0.1,21.5,0.81,1e-3,50,2\n")
     script = Path(__file__).resolve().parents[1] / "scripts" / "compare_recipes.py"
-    result = subprocess.run([sys.executable, str(script), f"seed 0={tmp_path / 'a.csv'}", f"seed 1={tmp_path / 'b.csv'}",
-                             "--out", str(tmp_path / "runs.png"), "--per-epoch"], capture_output=True, text=True)  # fmt: skip
+    runs = [f"seed 0={tmp_path / 'a.csv'}", f"seed 1={tmp_path / 'b.csv'}"]
+    result = subprocess.run([sys.executable, str(script), *runs, "--out", str(tmp_path / "runs.png"), "--per-epoch"],
+                            capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "| seed 0 | 1 | 200 | 2.0 | 22.00 | 0.8200 |" in lines
