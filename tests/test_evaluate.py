@@ -183,12 +183,12 @@ def test_compare_recipes_plots_runs_and_tables_them_epoch_by_epoch(tmp_path):
     (tmp_path / "b.csv").write_text(header + "1,100,0.3,0.1,21.5,0.81,1e-3,50,2\n")
     script = Path(__file__).resolve().parents[1] / "scripts" / "compare_recipes.py"
     runs = [f"seed 0={tmp_path / 'a.csv'}", f"seed 1={tmp_path / 'b.csv'}"]
-    result = subprocess.run([sys.executable, str(script), *runs, "--out", str(tmp_path / "runs.png"), "--per-epoch"],
+    result = subprocess.run([sys.executable, str(script), *runs, "--out", str(tmp_path / "r.png"), "--per-epoch"],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "| seed 0 | 1 | 200 | 2.0 | 22.00 | 0.8200 |" in lines
     assert "| 1 | 1 | 20.00 / 0.8000 | 21.50 / 0.8100 | 1.50 |" in lines  # spread: highest - lowest PSNR
     assert "| 1 | 2 | 22.00 / 0.8200 | - | - |" in lines
-    with Image.open(tmp_path / "runs.png") as figure:
+    with Image.open(tmp_path / "r.png") as figure:
         assert figure.format == "PNG"
