@@ -419,3 +419,21 @@ def test_demo_refuses_to_overwrite_its_input_photo(tmp_path, capsys):
     assert main(["demo", str(tmp_path / "photo.png"), "-o", str(tmp_path / "photo.png")]) == 2
     assert "refusing to overwrite the input photo" in capsys.readouterr().err
     assert (tmp_path / "photo.png").read_bytes() == before
+
+
+@tflite_needed
+def test_export_micro_command_defaults_to_lol_micro_and_warns_when_the_board_cannot_hold_it(tmp_path, capsys):
+    from mirnet.cli import main
+
+    assert main(["export", "micro", "-o", str(tmp_path / "fits"), "--calibration-count", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)  # stdout is the report alone
+    assert report == json.loads((tmp_path / "fits" / "micro.json").read_text())
+    assert report["model"] == "lol_micro" and (tmp_path / "fits" / "lol_micro_int8.tflite").exists()
+    assert report["fits_nano_33_ble_sense"] is True and "too large" not in captured.err
+    # lol-micro's arena grows with the tile: 48x48 is past the board's 160 KB.
+    assert main(["export", "micro", "-o", str(tmp_path / "big"), "--calibration-count", "2", "--tile", "48"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"wrote {tmp_path / 'big'}/: int8 model")
+    assert "warning: too large for an Arduino Nano 33 BLE Sense" in captured.err
+    assert json.loads((tmp_path / "big" / "micro.json").read_text())["fits_nano_33_ble_sense"] is False
