@@ -573,5 +573,5 @@ def test_globs_that_match_nothing_and_hidden_files(tiny_weights, tmp_path, capsy
 def test_arrays_of_other_types_are_refused_and_floats_clipped(enhancer):
     with pytest.raises(ValueError, match="expected uint8 or float pixels, got uint16"):
         enhance(_photo().astype(np.uint16), model=enhancer)
-    wide = _photo().astype(np.float32) / 255 * 3 - 1  # values from -1 to about 0.9
+    wide = _photo().astype(np.float32) / 40 - 0.5  # values from -0.5 to about 1.5: clipped at both ends
     assert np.array_equal(enhance(wide, model=enhancer), enhance(np.clip(wide, 0, 1), model=enhancer))
