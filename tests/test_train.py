@@ -89,6 +89,17 @@ def test_init_starts_from_the_given_weights(data, tmp_path):
         train(_config(data, tmp_path / "third", init=str(start), model_overrides={"channels": 8, "num_streams": 2}))
 
 
+def test_init_from_a_runs_last_checkpoint_takes_where_it_ended(data, tmp_path):
+    # Stopped one step into its second epoch: best.safetensors holds epoch 1, last.pt one step more.
+    train(_config(data, tmp_path / "first", epochs=2, max_steps=4))
+    last = tmp_path / "first" / "last.pt"
+    train(_config(data, tmp_path / "second", epochs=1, init=str(last), lr=0.0))
+    expected, got = _weights(tmp_path / "first"), _weights(tmp_path / "second")
+    assert all(torch.equal(expected[k].contiguous(), got[k].contiguous()) for k in expected)
+    best = load_weights(tmp_path / "first" / "best.safetensors").state_dict()
+    assert not all(torch.equal(best[k], got[k].contiguous()) for k in best)  # last.pt, not best.safetensors
+
+
 def test_init_unties_shared_weights_when_the_run_does_not_share(data, tmp_path):
     train(_config(data, tmp_path / "shared", epochs=1))
     start = tmp_path / "shared" / "best.safetensors"

@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=list(PRESETS), help="model preset (default paper)")
     p.add_argument("--channels", type=int, help="model width override")
     p.add_argument("--model-config", help='more MIRNetConfig overrides as JSON, e.g. \'{"num_rrg": 1}\'')
-    p.add_argument("--init", help="start from these weights (a model name or .safetensors) of the same preset; "
+    p.add_argument("--init", help="start from these weights (a model name, a .safetensors or a run's last.pt) of the same preset; "
                    "shared weights can start a run that does not share them")
     p.add_argument("--split", choices=["seeds", "full"], help="seeds: hold out 185 pairs by scene (default); full: train on all")
     p.add_argument("--val-pairs", type=int, help="pairs held out by the seeds split (default 185)")

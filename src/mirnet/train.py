@@ -451,7 +451,13 @@ def _initial_weights(cfg: TrainConfig) -> MIRNet:
     """The model named by cfg.init, checked to have the configuration this run trains."""
     from .zoo import load_model
 
-    start = load_model(cfg.init)
+    init = Path(cfg.init)
+    # A run's last.pt (beside its config.json): where that run ended, not its best validated epoch,
+    # e.g. to fine-tune after a first stage that had no validation pairs to choose an epoch with.
+    if init.suffix == ".pt" and (init.parent / "config.json").is_file():
+        start = latest_weights(init)
+    else:
+        start = load_model(cfg.init)
     wanted = preset(cfg.preset, **cfg.model_overrides)
     if start.config.share_weights and start.config.replace(share_weights=False) == wanted:
         # Fine-tuning shared weights as an unshared model: each use starts from the shared value.
