@@ -100,6 +100,18 @@ def test_init_from_a_runs_last_checkpoint_takes_where_it_ended(data, tmp_path):
     assert not all(torch.equal(best[k], got[k].contiguous()) for k in best)  # last.pt, not best.safetensors
 
 
+def test_full_split_trains_on_every_pair_and_keeps_the_last_epoch(data, tmp_path):
+    row = train(_config(data, tmp_path / "full", split="full", epochs=2))
+    config = json.loads((tmp_path / "full" / "config.json").read_text())
+    assert len(config["train_pairs"]) == 8 and config["val_pairs"] == []
+    assert row["epoch"] == 2 and row["val_psnr"] is None
+    assert (tmp_path / "full" / "loss.png").is_file() and not (tmp_path / "full" / "psnr.png").exists()
+    # No validation to choose an epoch with: best.safetensors is where the run ended.
+    best = load_weights(tmp_path / "full" / "best.safetensors").state_dict()
+    last = _weights(tmp_path / "full")
+    assert all(torch.equal(best[k], last[k].contiguous()) for k in best)
+
+
 def test_init_unties_shared_weights_when_the_run_does_not_share(data, tmp_path):
     train(_config(data, tmp_path / "shared", epochs=1))
     start = tmp_path / "shared" / "best.safetensors"

@@ -256,11 +256,13 @@ def plot_history(rows: list[dict], folder: Path) -> None:
         ("loss", [("train_loss", "train"), ("val_loss", "validation")], "Charbonnier loss"),
         ("psnr", [("val_psnr", "validation")], "PSNR (dB, 8-bit, peak 255)"),
     ]:
+        series = [(key, label) for key, label in series if any(r.get(key) is not None for r in rows)]
+        if not series:  # e.g. no validation pairs: no PSNR to plot
+            continue
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
         for key, label in series:
-            values = [r.get(key) for r in rows]
-            if any(v is not None for v in values):
-                ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", ms=3, label=label)
+            values = [np.nan if r.get(key) is None else r[key] for r in rows]
+            ax.plot(epochs, values, marker="o", ms=3, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
