@@ -5,8 +5,8 @@ package's weights file with its record, and the model card with its tables and f
         --eval ../shared/data/LOL/eval15 --command "./run.sh train ..."
 
 A run of several stages (each started from the previous one's best weights with --init) is given as
-its stage folders in order; the last stage's best checkpoint is shipped, and the card records every
-stage and their summed wall time.
+its stage folders in order; the last stage's best checkpoint is shipped (its last, for a run with
+no validation pairs: --split full), and the card records every stage and their summed wall time.
 
 Writes src/mirnet/pretrained/NAME.safetensors (fp32, or --half for fp16 storage) and
 docs/models/NAME.md with docs/models/NAME/{evaluation.csv,json,md,comparison.png,psnr.png,
@@ -50,22 +50,37 @@ class Stage:
         return self.config["train"]
 
     @property
+    def validated(self) -> bool:
+        """False for a run on all its pairs (--split full): nothing held out to choose an epoch with."""
+        return any(r.get("val_psnr") is not None for r in self.history)
+
+    @property
     def best(self) -> dict:
-        return max(self.history, key=lambda r: r["val_psnr"])
+        """The epoch whose weights are in best.safetensors: the best validated, else the last."""
+        if not self.validated:
+            return self.history[-1]
+        return max((r for r in self.history if r.get("val_psnr") is not None), key=lambda r: r["val_psnr"])
+
+    @property
+    def checkpoint(self) -> str:
+        b = self.best
+        if not self.validated:
+            return f"epoch {b['epoch']}, step {b['step']} (the last; no validation)"
+        return f"epoch {b['epoch']}, step {b['step']}, {b['val_psnr']:.2f} dB"
 
     @property
     def minutes(self) -> float:
         return self.history[-1]["time"] / 60
 
-    def recipe(self, previous: int | None) -> str:
-        """The stage's recipe in words; `previous`: the number of the stage it started from, if any."""
+    def recipe(self, previous: Stage | None, number: int | None) -> str:
+        """The stage's recipe in words; `previous`, `number`: the stage it started from and its number, if any."""
         t = self.train
         loss = {"charbonnier": "Charbonnier", "psnr": "minus the PSNR (dB) of each crop"}[t.get("loss", "charbonnier")]
         loss += f" + {t['ssim_weight']:g} x (1 - SSIM)" if t.get("ssim_weight") else ""
         ema = f"; validated and kept: a moving average of the weights (decay {t['ema']:g})" if t.get("ema") else ""
         warmup = f" with {t['warmup_steps']} warm-up steps" if t["schedule"] == "cosine" else ""
         if previous is not None:
-            start = f"from stage {previous}'s best weights"
+            start = f"from stage {number}'s {'best' if previous.validated else 'last'} weights"
         else:
             start = f"from `{Path(t['init']).name}`" if t.get("init") else "from scratch"
         return (f"{start}; {loss} loss, Adam lr {t['lr']:g}, {t['schedule']} schedule{warmup}, batch "
@@ -117,9 +132,10 @@ def main() -> None:
     metrics = {"eval15": {"psnr": round(means["psnr"], 2), "ssim": round(means["ssim"], 4),
                           "gt_mean_psnr": round(means["gt_mean_psnr"], 2)}}  # fmt: skip
     in_stages = f" in {len(stages)} stages" if len(stages) > 1 else ""
+    of_last = " of the last stage" if len(stages) > 1 else ""
+    chosen = f"best validation epoch {best['epoch']}{of_last}" if final.validated else "its last epoch (no validation)"
     summary = (f"LOL our485 ({train['split']} split), {total_steps} steps{in_stages} in {total_minutes:.0f} min on "
-               f"{runtime_record['hardware']} ({runtime_record['precision']}); best validation epoch "
-               f"{best['epoch']}{' of the last stage' if len(stages) > 1 else ''}")  # fmt: skip
+               f"{runtime_record['hardware']} ({runtime_record['precision']}); {chosen}")  # fmt: skip
     meta = {"name": args.name, "parameters": params, "gmacs_600x400": round(macs / 1e9, 2), "metrics": metrics,
             "training": {**record.get("training", {}), "summary": summary, "command": args.command}}  # fmt: skip
     target = ROOT / "src" / "mirnet" / "pretrained" / f"{args.name}.safetensors"
@@ -137,22 +153,34 @@ def main() -> None:
     save_weights(model, target, metadata=meta)
 
     stage_rows = "\n".join(
-        f"| {i} | {s.recipe(i - 1 if i > 1 else None)} | {s.history[-1]['step']} "
-        f"({s.train['epochs']} epochs of {s.train['steps_per_epoch']}) "
-        f"| {s.minutes:.1f} | epoch {s.best['epoch']}, step {s.best['step']}, {s.best['val_psnr']:.2f} dB |"
+        f"| {i} | {s.recipe(stages[i - 2] if i > 1 else None, i - 1)} | {s.history[-1]['step']} "
+        f"({s.train['epochs']} epochs of {s.train['steps_per_epoch']}) | {s.minutes:.1f} | {s.checkpoint} |"
         for i, s in enumerate(stages, 1)
     )
     rows = "\n".join(
-        f"| {i} | {r['epoch']} | {r['step']} | {r['train_loss']:.4f} | {r['val_loss']:.4f} | {r['val_psnr']:.2f} | "
-        f"{_cell(r, 'val_ssim', '.4f')} | {r['lr']:.2e} | {r['time'] / 60:.1f} |"
+        f"| {i} | {r['epoch']} | {r['step']} | {r['train_loss']:.4f} | {_cell(r, 'val_loss', '.4f')} | "
+        f"{_cell(r, 'val_psnr', '.2f')} | {_cell(r, 'val_ssim', '.4f')} | {r['lr']:.2e} | {r['time'] / 60:.1f} |"
         for i, s in enumerate(stages, 1)
         for r in s.history
     )
-    validation = "; ".join(
-        f"stage {i}: the first {s.train['val_limit'] or len(s.config['val_pairs'])}" for i, s in enumerate(stages, 1)
-    )
-    per_image = result.to_markdown(per_image=True)
     held_out = len(find_pairs(train["data"])) - len(config["train_pairs"])  # whole scenes: at least val_pairs
+    if final.validated:
+        validation = "; ".join(f"stage {i}: the first {s.train['val_limit'] or len(s.config['val_pairs'])}"
+                               for i, s in enumerate(stages, 1))  # fmt: skip
+        data_line = (f"{len(config['train_pairs'])} training pairs, {held_out} held out by scene; validation on the "
+                     f"held-out pairs, {validation}")  # fmt: skip
+        checkpoint_line = f"best validation PSNR{of_last}: {final.checkpoint}"
+        curve = f"![validation PSNR{of_last}]({args.name}/psnr.png)"
+        record_title = "Per-epoch record (validation on held-out our485 scenes, never eval15; PSNR and SSIM on 8-bit RGB)"
+        eval_title = "LOL eval15 (scored once, after selection on validation)"
+    else:
+        data_line = (f"all {len(config['train_pairs'])} pairs, none held out: no validation, so no epoch or run was "
+                     "chosen by a score; each stage ends where its schedule ends")  # fmt: skip
+        checkpoint_line = f"the end{of_last}: {final.checkpoint}"
+        curve = f"![training loss{of_last}]({args.name}/loss.png)"
+        record_title = "Per-epoch record (no validation pairs; eval15 never seen in training)"
+        eval_title = "LOL eval15 (scored once; its only score: nothing was held out)"
+    per_image = result.to_markdown(per_image=True)
     cfg = model.config
     card = f"""# {args.title or args.name}
 
@@ -173,13 +201,13 @@ laptop-class CPU. Shipped in the package as `src/mirnet/pretrained/{args.name}.s
 
 | | |
 | --- | --- |
-| data | LOL `our485`, split `{train['split']}` ({len(config['train_pairs'])} training pairs, {held_out} held out by scene; validation on the held-out pairs, {validation}) |
+| data | LOL `our485`, split `{train['split']}` ({data_line}) |
 | steps | {total_steps}{in_stages} |
 | wall time | {total_minutes:.1f} min (validation included) |
 | hardware | {runtime_record['hardware']}, {runtime_record['threads']} threads, torch {runtime_record['torch']}, {runtime_record['precision']}{' + channels_last' if runtime_record['channels_last'] else ''} (CPU capability {runtime_record['cpu_capability']}) |
-| checkpoint | best validation PSNR{' of the last stage' if len(stages) > 1 else ''}: epoch {best['epoch']}, step {best['step']}, {best['val_psnr']:.2f} dB |
+| checkpoint | {checkpoint_line} |
 
-| stage | recipe | steps | wall time (min) | best checkpoint (val PSNR) |
+| stage | recipe | steps | wall time (min) | checkpoint shipped or passed on |
 | ---: | --- | ---: | ---: | --- |
 {stage_rows}
 
@@ -191,15 +219,15 @@ Reproduce the weights:
 {args.command}
 ```
 
-Per-epoch record (validation on held-out our485 scenes, never eval15; PSNR and SSIM on 8-bit RGB):
+{record_title}:
 
 | stage | epoch | step | train loss | val loss | val PSNR (dB) | val SSIM | lr | time (min) |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-![validation PSNR{' of the last stage' if len(stages) > 1 else ''}]({args.name}/psnr.png)
+{curve}
 
-## LOL eval15 (scored once, after selection on validation)
+## {eval_title}
 
 {CONVENTIONS}
 
@@ -216,7 +244,8 @@ Reproduce the scores (`{', '.join(p.name for p in written)}` in `docs/models/{ar
 """
     import shutil
 
-    shutil.copy(final.folder / "psnr.png", out / "psnr.png")
+    for plot in ("psnr.png",) if final.validated else ("loss.png",):
+        shutil.copy(final.folder / plot, out / plot)
     for i, stage in enumerate(stages, 1):  # the curves, for comparing recipes later
         shutil.copy(stage.folder / "metrics.csv", out / f"metrics-stage{i}.csv")
     (ROOT / "docs" / "models" / f"{args.name}.md").write_text(card)
