@@ -14,7 +14,9 @@ With --ensemble a last row scores the mean of all the models' outputs (an ensemb
 trained models, at the sum of their costs). With --training-pairs N the same table is made on N
 evenly spaced pairs of the split's training side: a model that scores alike on both does not
 overfit its training pairs. Only a model that held out exactly --val-pairs trained on all of them;
-one that held out more never saw some of them.
+one that held out more never saw some of them. A model whose record says it trained on some of the
+held-out pairs (a run on all pairs, --split full, or a split that held out fewer or other pairs) is
+refused.
 
 The seeds split holds out whole scenes in a fixed shuffled order, so the pairs held out with
 --val-pairs 64 are also held out by every run that held out 64 or more (lol-compact held out 185).
@@ -23,7 +25,9 @@ The seeds split holds out whole scenes in a fixed shuffled order, so the pairs h
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -33,11 +37,23 @@ from mirnet import MIRNet, count_macs, count_parameters, load_model
 from mirnet.data import load_pairs, split_by_scene, to_tensor, to_uint8
 from mirnet.evaluate import evaluate, model_forward, model_method
 from mirnet.runtime import Runtime, hardware_name, select_runtime
-from mirnet.train import latest_weights
+from mirnet.train import latest_weights, trained_on_held_out
+from mirnet.weights import read_metadata
+from mirnet.zoo import model_file
 
 
 def load(source: str) -> MIRNet:
     return latest_weights(source) if source.endswith(".pt") else load_model(source)
+
+
+def training_record(source: str) -> dict:
+    """How the model was trained, as far as its run or weights file records it (nothing for official files)."""
+    if source.endswith(".pt"):
+        train = json.loads((Path(source).parent / "config.json").read_text())["train"]
+        split_seed = train["seed"] if train.get("split_seed") is None else train["split_seed"]
+        return {**train, "split_seed": split_seed}
+    path = model_file(source)
+    return read_metadata(path).get("training", {}) if path.suffix == ".safetensors" else {}
 
 
 def average(sources: list[str]) -> MIRNet:
@@ -88,6 +104,12 @@ def main() -> None:
         parser.error("--ensemble needs at least two models")
     if not 0 <= args.training_pairs <= len(training):
         parser.error(f"--training-pairs must be between 0 and {len(training)}, the training side's size")
+    # A model that trained on some of the held-out pairs would be scored on its own training data.
+    for name in args.models.split(","):
+        for source in name.split("+"):
+            reason = trained_on_held_out(training_record(source), args.data, args.val_pairs, args.seed)
+            if reason:
+                raise SystemExit(f"{source}: cannot be scored on these held-out pairs: {reason}")
     runtime = select_runtime("cpu", "fp32")  # as the model cards: the same numbers on every CPU
     models = {name: average(name.split("+")) for name in args.models.split(",")}
     rows = {f"`{name}`": Row(model_method(m, runtime), count_parameters(m), count_macs(m, 400, 600) / 1e9)

@@ -13,8 +13,8 @@ import torch
 from conftest import make_pairs
 
 from mirnet.metrics import psnr, ssim
-from mirnet.train import TrainConfig, charbonnier, latest_weights, psnr_loss, ssim_loss, train
-from mirnet.weights import load_weights
+from mirnet.train import TrainConfig, charbonnier, latest_weights, psnr_loss, ssim_loss, train, trained_on_held_out
+from mirnet.weights import load_weights, read_metadata
 
 TINY_MODEL = {"channels": 4, "num_streams": 2}
 
@@ -110,6 +110,22 @@ def test_full_split_trains_on_every_pair_and_keeps_the_last_epoch(data, tmp_path
     best = load_weights(tmp_path / "full" / "best.safetensors").state_dict()
     last = _weights(tmp_path / "full")
     assert all(torch.equal(best[k], last[k].contiguous()) for k in best)
+
+
+def test_weights_record_which_pairs_they_never_saw(data, tmp_path):
+    train(_config(data, tmp_path / "seeds", epochs=1))
+    train(_config(data, tmp_path / "full", epochs=1, split="full"))
+    held_out = read_metadata(tmp_path / "seeds" / "best.safetensors")["training"]
+    assert (held_out["split"], held_out["val_pairs"], held_out["split_seed"]) == ("seeds", 2, 0)
+    assert trained_on_held_out(held_out, data, 2, 0) is None
+    assert trained_on_held_out(held_out, data, 1, 0) is None  # a subset of what it held out
+    assert "held out 2 pairs with seed 0" in trained_on_held_out(held_out, data, 3, 0)
+    assert "with seed 0, not all of these 2 with seed 1" in trained_on_held_out(held_out, data, 2, 1)
+    everything = read_metadata(tmp_path / "full" / "best.safetensors")["training"]
+    assert "every pair" in trained_on_held_out(everything, data, 2, 0)
+    assert trained_on_held_out(everything, tmp_path / "elsewhere", 2, 0) is None  # another folder
+    old = {k: v for k, v in held_out.items() if k not in ("val_pairs", "split_seed")}  # before 2026-12-01
+    assert trained_on_held_out(old, data, 3, 0) is None
 
 
 def test_init_unties_shared_weights_when_the_run_does_not_share(data, tmp_path):

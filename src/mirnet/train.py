@@ -481,8 +481,29 @@ def _agree(flag: bool, world: int) -> bool:
 
 
 def _weights_metadata(cfg: TrainConfig, row: dict, runtime: Runtime) -> dict:
-    return {"training": {"data": cfg.data, "split": cfg.split, "preset": cfg.preset, "epoch": row["epoch"],
-            "step": row["step"], "val_psnr": row["val_psnr"], "time_s": row["time"], **runtime.describe()}}  # fmt: skip
+    # The split is recorded in full so that a comparison can tell which pairs the weights never saw.
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    return {"training": {"data": cfg.data, "split": cfg.split, "val_pairs": cfg.val_pairs, "split_seed": split_seed,
+            "val_data": cfg.val_data, "preset": cfg.preset, "epoch": row["epoch"], "step": row["step"],
+            "val_psnr": row["val_psnr"], "time_s": row["time"], **runtime.describe()}}  # fmt: skip
+
+
+def trained_on_held_out(training: dict, data: str | Path, val_pairs: int, split_seed: int) -> str | None:
+    """Why a model whose training record is `training` may have trained on some of the pairs that the
+    seeds split of `data` holds out with (val_pairs, split_seed), or None if it cannot have (as far as
+    its record tells: records from before 2026-12-01 do not say how many pairs their split held out)."""
+    if not training.get("data") or Path(training["data"]).resolve() != Path(data).resolve():
+        return None  # trained on another folder
+    if training.get("val_data"):
+        return f"it trained on every pair of {training['data']} (validating on {training['val_data']})"
+    if training.get("split") == "full":
+        return f"it trained on every pair of {training['data']} (--split full)"
+    held, seed = training.get("val_pairs"), training.get("split_seed")
+    if held is not None and seed is not None and (held < val_pairs or seed != split_seed):
+        # The split holds out whole scenes in an order fixed by its seed: more pairs of the same
+        # order include these, fewer or another order do not.
+        return f"its split held out {held} pairs with seed {seed}, not all of these {val_pairs} with seed {split_seed}"
+    return None
 
 
 def _format_row(row: dict) -> str:
@@ -496,4 +517,4 @@ def _format_row(row: dict) -> str:
 
 
 __all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "plot_history", "psnr_loss", "ssim_loss",
-           "train", "train_step", "validate"]  # fmt: skip
+           "train", "train_step", "trained_on_held_out", "validate"]  # fmt: skip
