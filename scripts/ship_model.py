@@ -87,6 +87,23 @@ class Stage:
                 f"{t['batch_size']} x {t['crop']}x{t['crop']} crops{', 8 flips/rotations' if t['augment'] else ''}{ema}")  # fmt: skip
 
 
+def other_hardware(stages: list[Stage], reference: dict) -> str:
+    """Where a staged run ran on other hardware or in another precision than `reference` (a runtime
+    record): stages started elsewhere, and resumes (recorded since 2026-12-01) that changed machine."""
+
+    def key(runtime: dict) -> tuple:
+        return runtime["hardware"], runtime["precision"]
+
+    notes = []
+    for i, stage in enumerate(stages, 1):
+        segments = [(f"stage {i}", stage.config["runtime"])]
+        segments += [(f"stage {i} from step {r['step']:,}", r["runtime"]) for r in stage.config.get("resumes", [])]
+        for label, runtime in segments:
+            if key(runtime) != key(reference):
+                notes.append(f"{label} on {runtime['hardware']} ({runtime['precision']})")
+    return "; ".join(notes)
+
+
 def _cell(row: dict, key: str, fmt: str) -> str:
     return "-" if row.get(key) is None else format(row[key], fmt)
 
@@ -181,6 +198,7 @@ def main() -> None:
         record_title = "Per-epoch record (no validation pairs; eval15 never seen in training)"
         eval_title = "LOL eval15 (scored once; its only score: nothing was held out)"
     per_image = result.to_markdown(per_image=True)
+    elsewhere = other_hardware(stages, runtime_record)
     cfg = model.config
     card = f"""# {args.title or args.name}
 
@@ -204,7 +222,7 @@ laptop-class CPU. Shipped in the package as `src/mirnet/pretrained/{args.name}.s
 | data | LOL `our485`, split `{train['split']}` ({data_line}) |
 | steps | {total_steps}{in_stages} |
 | wall time | {total_minutes:.1f} min (validation included) |
-| hardware | {runtime_record['hardware']}, {runtime_record['threads']} threads, torch {runtime_record['torch']}, {runtime_record['precision']}{' + channels_last' if runtime_record['channels_last'] else ''} (CPU capability {runtime_record['cpu_capability']}) |
+| hardware | {runtime_record['hardware']}, {runtime_record['threads']} threads, torch {runtime_record['torch']}, {runtime_record['precision']}{' + channels_last' if runtime_record['channels_last'] else ''} (CPU capability {runtime_record['cpu_capability']}){'; ' + elsewhere if elsewhere else ''} |
 | checkpoint | {checkpoint_line} |
 
 | stage | recipe | steps | wall time (min) | checkpoint shipped or passed on |

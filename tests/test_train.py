@@ -410,6 +410,26 @@ def test_resume_works_in_the_folder_given_and_refuses_other_changes(data, tmp_pa
     assert "not --lr" in capsys.readouterr().err
 
 
+def test_resume_may_change_how_the_run_runs_and_records_it(data, tmp_path):
+    from mirnet.cli import main
+
+    run = tmp_path / "run"
+    assert _cli_train(data, run, "--max-steps", "1") == 0  # fp32
+    assert main(["train", "--out", str(run), "--resume", "--precision", "bf16", "--max-steps", "2"]) == 0
+    record = json.loads((run / "config.json").read_text())
+    (first,) = record["resumes"]
+    assert first["step"] == 1 and first["changed"] == {"precision": ["fp32", "bf16"], "max_steps": [1, 2]}
+    assert first["runtime"]["precision"] == "bf16" and first["runtime"]["hardware"]
+    # How it runs is kept for later resumes; a budget is for the invocation that gave it.
+    assert record["train"]["precision"] == "bf16" and record["train"]["max_steps"] == 1
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "3"]) == 0
+    record = json.loads((run / "config.json").read_text())
+    assert [r["step"] for r in record["resumes"]] == [1, 2]
+    assert record["resumes"][1]["changed"] == {"max_steps": [1, 3]}
+    assert record["resumes"][1]["runtime"]["precision"] == "bf16"
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
+
+
 def test_a_reached_max_steps_takes_no_further_step_on_resume(data, tmp_path):
     from mirnet.cli import main
 

@@ -82,25 +82,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from .train import Run, TrainConfig, train
+    from .train import RESUMABLE_CHANGES, Run, TrainConfig, train
 
-    budget_fields = ("epochs", "max_steps", "time_budget")
-    budget = {k: getattr(args, k) for k in budget_fields if getattr(args, k) is not None}
     if args.resume:
         run = Run(args.out)
         if not run.config.exists():
             raise ValueError(f"{run.folder}: nothing to resume (no config.json)")
-        # A resumed run keeps its recorded configuration; only its budget may change. Options that
-        # would change it are refused rather than silently ignored.
+        # A resumed run keeps its recorded configuration; only its budget and how it runs may change
+        # (a run that spans sessions may resume on a CPU without native bf16). Options that would
+        # change what it learns are refused rather than silently ignored.
         fields = {f.name for f in dataclasses.fields(TrainConfig)} | {"channels", "model_config"}
-        changed = sorted(k for k, v in vars(args).items() if k in fields and v is not None
-                         and k not in (*budget_fields, "out"))  # fmt: skip
-        if changed:
-            names = ", ".join("--" + k.replace("_", "-") for k in changed)
-            raise ValueError(f"--resume continues the run as recorded in {run.config}; only --epochs, "
-                             f"--max-steps and --time-budget can change, not {names}")  # fmt: skip
+        given = {k: v for k, v in vars(args).items() if k in fields and v is not None and k != "out"}
+        refused = sorted(k for k in given if k not in RESUMABLE_CHANGES)
+        if refused:
+            names = ", ".join("--" + k.replace("_", "-") for k in refused)
+            allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_CHANGES)
+            raise ValueError(f"--resume continues the run as recorded in {run.config}; only {allowed} "
+                             f"can change, not {names}")  # fmt: skip
         # The folder given, not the one recorded: a copied or moved run resumes where it now is.
-        config = dataclasses.replace(TrainConfig.load(run.config), out=str(args.out), **budget)
+        config = dataclasses.replace(TrainConfig.load(run.config), out=str(args.out), **given)
     else:
         if not args.data:
             raise ValueError("--data is required (a folder with low/ and high/)")

@@ -100,6 +100,14 @@ class TrainConfig:
         return cls(**values)
 
 
+# What a resumed run may change: its budget (for that invocation, as before), and how it runs (the
+# same steps on other hardware or with other rounding, kept for later resumes). Each resume is
+# recorded in the run's config.json under "resumes", with its hardware and what changed.
+BUDGET = ("epochs", "max_steps", "time_budget")
+EXECUTION = ("device", "precision", "compile", "checkpoint_every")
+RESUMABLE_CHANGES = BUDGET + EXECUTION
+
+
 def charbonnier(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Charbonnier loss, mean of sqrt((x - y)^2 + eps^2): a differentiable L1."""
     return torch.sqrt((output - target) ** 2 + eps**2).mean()
@@ -324,6 +332,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         torch.set_rng_state(state["torch_rng"])
         step, best_psnr, elapsed_before = state["step"], state["best_psnr"], state["elapsed"]
         epoch_losses = state["epoch_losses"]
+        if rank == 0:
+            _record_resume(run, cfg, step, runtime)
     elif rank == 0:
         run.folder.mkdir(parents=True, exist_ok=True)
         record = {"train": dataclasses.asdict(cfg), "model": model.config.to_dict(),
@@ -419,6 +429,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return row if rank == 0 else {}
+
+
+def _record_resume(run: Run, cfg: TrainConfig, step: int, runtime: Runtime) -> None:
+    """Note in config.json where the run resumed, on what, and what changed; later resumes keep the
+    changes to how it runs."""
+    record = json.loads(run.config.read_text())
+    before, now = record["train"], dataclasses.asdict(cfg)
+    # Fields newer than the record are not changes (they hold their defaults, as load() filled them).
+    changed = {k: [before[k], v] for k, v in now.items() if k != "out" and before.get(k, v) != v}
+    record["train"] = {**before, **{k: now[k] for k in EXECUTION}}
+    record.setdefault("resumes", []).append({"step": step, "changed": changed, "runtime": runtime.describe()})
+    with atomic_output(run.config) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
 
 
 def latest_weights(last: str | Path) -> MIRNet:
