@@ -10,7 +10,7 @@ no validation pairs: --split full), and the card records every stage and their s
 
 Writes src/mirnet/pretrained/NAME.safetensors (fp32, or --half for fp16 storage) and
 docs/models/NAME.md with docs/models/NAME/{evaluation.csv,json,md,comparison.png,psnr.png,
-metrics-stageN.csv}.
+metrics-stageN.csv} (loss.png in place of psnr.png for a run without validation).
 """
 
 from __future__ import annotations
