@@ -25,7 +25,6 @@ The seeds split holds out whole scenes in a fixed shuffled order, so the pairs h
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -37,7 +36,7 @@ from mirnet import MIRNet, count_macs, count_parameters, load_model
 from mirnet.data import load_pairs, split_by_scene, to_tensor, to_uint8
 from mirnet.evaluate import evaluate, model_forward, model_method
 from mirnet.runtime import Runtime, hardware_name, select_runtime
-from mirnet.train import latest_weights, trained_on_held_out
+from mirnet.train import TrainConfig, latest_weights, trained_on_held_out
 from mirnet.weights import read_metadata
 from mirnet.zoo import model_file
 
@@ -49,9 +48,7 @@ def load(source: str) -> MIRNet:
 def training_record(source: str) -> dict:
     """How the model was trained, as far as its run or weights file records it (nothing for official files)."""
     if source.endswith(".pt"):
-        train = json.loads((Path(source).parent / "config.json").read_text())["train"]
-        split_seed = train["seed"] if train.get("split_seed") is None else train["split_seed"]
-        return {**train, "split_seed": split_seed}
+        return TrainConfig.load(Path(source).parent / "config.json").held_out
     path = model_file(source)
     return read_metadata(path).get("training", {}) if path.suffix == ".safetensors" else {}
 

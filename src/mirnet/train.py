@@ -88,6 +88,13 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
 
+    @property
+    def held_out(self) -> dict:
+        """Which pairs of `data` the run holds out from training, as its weights record it."""
+        split_seed = self.seed if self.split_seed is None else self.split_seed
+        return {"data": self.data, "split": self.split, "val_pairs": self.val_pairs, "split_seed": split_seed,
+                "val_data": self.val_data}  # fmt: skip
+
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
         try:
@@ -208,8 +215,7 @@ def datasets(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
         train_pairs, val_pairs = pairs, load_pairs(cfg.val_data)
     elif cfg.split == "seeds":
         try:
-            split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-            train_pairs, val_pairs = split_by_scene(pairs, cfg.val_pairs, seed=split_seed)
+            train_pairs, val_pairs = split_by_scene(pairs, cfg.val_pairs, seed=cfg.held_out["split_seed"])
         except ValueError as error:
             raise DataError(f"{cfg.data}: {error}; use --val-pairs, --split full or --val-data") from None
     elif cfg.split == "full":
@@ -505,9 +511,7 @@ def _agree(flag: bool, world: int) -> bool:
 
 def _weights_metadata(cfg: TrainConfig, row: dict, runtime: Runtime) -> dict:
     # The split is recorded in full so that a comparison can tell which pairs the weights never saw.
-    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-    return {"training": {"data": cfg.data, "split": cfg.split, "val_pairs": cfg.val_pairs, "split_seed": split_seed,
-            "val_data": cfg.val_data, "preset": cfg.preset, "epoch": row["epoch"], "step": row["step"],
+    return {"training": {**cfg.held_out, "preset": cfg.preset, "epoch": row["epoch"], "step": row["step"],
             "val_psnr": row["val_psnr"], "time_s": row["time"], **runtime.describe()}}  # fmt: skip
 
 
