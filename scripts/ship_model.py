@@ -8,9 +8,11 @@ A run of several stages (each started from the previous one's best weights with 
 its stage folders in order; the last stage's best checkpoint is shipped (its last, for a run with
 no validation pairs: --split full), and the card records every stage and their summed wall time.
 
-Writes src/mirnet/pretrained/NAME.safetensors (fp32, or --half for fp16 storage) and
-docs/models/NAME.md with docs/models/NAME/{evaluation.csv,json,md,comparison.png,psnr.png,
-metrics-stageN.csv} (loss.png in place of psnr.png for a run without validation).
+Writes src/mirnet/pretrained/NAME.safetensors (fp32) and docs/models/NAME.md with
+docs/models/NAME/{evaluation.csv,json,md,comparison.png,psnr.png,metrics-stageN.csv} (loss.png in
+place of psnr.png for a run without validation). The card is written anew, except its
+"## Earlier versions" section, which is carried over: write the replaced model's entry there
+before shipping its successor.
 """
 
 from __future__ import annotations
@@ -26,10 +28,21 @@ import torch
 from mirnet import count_macs, count_parameters, load_weights, save_weights
 from mirnet.data import find_pairs, load_pairs
 from mirnet.evaluate import CONVENTIONS, comparison_figure, evaluate, model_method
+from mirnet.files import atomic_output
 from mirnet.runtime import select_runtime
 from mirnet.weights import read_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
+HISTORY = "## Earlier versions"
+
+
+def earlier_versions(card: str) -> str:
+    """The card's "Earlier versions" section, from its heading to the next heading of its level."""
+    start = card.find(f"\n{HISTORY}\n")
+    if start < 0:
+        return ""
+    end = card.find("\n## ", start + len(HISTORY) + 2)
+    return card[start + 1 : end + 1 if end >= 0 else len(card)].rstrip() + "\n"
 
 
 @dataclass
@@ -266,7 +279,10 @@ Reproduce the scores (`{', '.join(p.name for p in written)}` in `docs/models/{ar
         shutil.copy(final.folder / plot, out / plot)
     for i, stage in enumerate(stages, 1):  # the curves, for comparing recipes later
         shutil.copy(stage.folder / "metrics.csv", out / f"metrics-stage{i}.csv")
-    (ROOT / "docs" / "models" / f"{args.name}.md").write_text(card)
+    card_path = ROOT / "docs" / "models" / f"{args.name}.md"
+    history = earlier_versions(card_path.read_text()) if card_path.exists() else ""
+    with atomic_output(card_path) as tmp:
+        tmp.write_text(card + ("\n" + history if history else ""))
     print(json.dumps(meta, indent=2))
 
 

@@ -192,3 +192,18 @@ def test_compare_recipes_plots_runs_and_tables_them_epoch_by_epoch(tmp_path):
     assert "| 1 | 2 | 22.00 / 0.8200 | - | - |" in lines
     with Image.open(tmp_path / "r.png") as figure:
         assert figure.format == "PNG"
+
+
+def test_ship_model_carries_a_cards_earlier_versions_over(monkeypatch):
+    """A re-shipped model's card is written anew, but the entries of the models it replaced stay."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_model.py"
+    spec = importlib.util.spec_from_file_location("ship_model", script)
+    ship_model = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "ship_model", ship_model)  # its dataclasses look their module up
+    spec.loader.exec_module(ship_model)
+    history = "## Earlier versions\n\n### v1\n\nTrained in fp32.\n"
+    assert ship_model.earlier_versions(f"# m\n\n## Training\n\nx\n\n{history}") == history
+    assert ship_model.earlier_versions(f"# m\n\n{history}\n## Later\n\ny\n") == history
+    assert ship_model.earlier_versions("# m\n\n## Training\n\nno history here\n") == ""
