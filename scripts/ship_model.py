@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from mirnet.data import find_pairs, load_pairs
 from mirnet.evaluate import CONVENTIONS, comparison_figure, evaluate, model_method
 from mirnet.files import atomic_output
 from mirnet.runtime import select_runtime
+from mirnet.train import describe_loss, plot_history
 from mirnet.weights import read_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +90,7 @@ class Stage:
     def recipe(self, previous: Stage | None, number: int | None) -> str:
         """The stage's recipe in words; `previous`, `number`: the stage it started from and its number, if any."""
         t = self.train
-        loss = {"charbonnier": "Charbonnier", "psnr": "minus the PSNR (dB) of each crop"}[t.get("loss", "charbonnier")]
-        loss += f" + {t['ssim_weight']:g} x (1 - SSIM)" if t.get("ssim_weight") else ""
+        loss = describe_loss(t.get("loss", "charbonnier"), t.get("ssim_weight", 0.0))
         ema = f"; validated and kept: a moving average of the weights (decay {t['ema']:g})" if t.get("ema") else ""
         warmup = f" with {t['warmup_steps']} warm-up steps" if t["schedule"] == "cosine" else ""
         if previous is not None:
@@ -234,7 +235,7 @@ laptop-class CPU. Shipped in the package as `src/mirnet/pretrained/{args.name}.s
 | --- | --- |
 | data | LOL `our485`, split `{train['split']}` ({data_line}) |
 | steps | {total_steps}{in_stages} |
-| wall time | {total_minutes:.1f} min (validation included) |
+| wall time | {total_minutes:.1f} min{' (validation included)' if final.validated else ''} |
 | hardware | {runtime_record['hardware']}, {runtime_record['threads']} threads, torch {runtime_record['torch']}, {runtime_record['precision']}{' + channels_last' if runtime_record['channels_last'] else ''} (CPU capability {runtime_record['cpu_capability']}){'; ' + elsewhere if elsewhere else ''} |
 | checkpoint | {checkpoint_line} |
 
@@ -252,7 +253,7 @@ Reproduce the weights:
 
 {record_title}:
 
-| stage | epoch | step | train loss | val loss | val PSNR (dB) | val SSIM | lr | time (min) |
+| stage | epoch | step | train loss | val loss (Charbonnier) | val PSNR (dB) | val SSIM | lr | time (min) |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
@@ -273,10 +274,12 @@ Reproduce the scores (`{', '.join(p.name for p in written)}` in `docs/models/{ar
 ./run.sh evaluate --data ../shared/data/LOL/eval15 --model {args.name} --label mirnet --precision fp32 --out runs/eval15-{args.name}
 ```
 """
-    import shutil
-
-    for plot in ("psnr.png",) if final.validated else ("loss.png",):
-        shutil.copy(final.folder / plot, out / plot)
+    plot, stale = ("psnr.png", "loss.png") if final.validated else ("loss.png", "psnr.png")
+    with tempfile.TemporaryDirectory() as scratch:  # drawn again from the record, in today's style
+        plot_history(final.history, Path(scratch), describe_loss(final.train.get("loss", "charbonnier"),
+                                                                 final.train.get("ssim_weight", 0.0)))  # fmt: skip
+        shutil.copy(Path(scratch) / plot, out / plot)
+    (out / stale).unlink(missing_ok=True)  # a predecessor's curve, which the new card does not show
     for i, stage in enumerate(stages, 1):  # the curves, for comparing recipes later
         shutil.copy(stage.folder / "metrics.csv", out / f"metrics-stage{i}.csv")
     card_path = ROOT / "docs" / "models" / f"{args.name}.md"

@@ -13,7 +13,8 @@ import torch
 from conftest import make_pairs
 
 from mirnet.metrics import psnr, ssim
-from mirnet.train import TrainConfig, charbonnier, latest_weights, psnr_loss, ssim_loss, train, trained_on_held_out
+from mirnet.train import (TrainConfig, charbonnier, describe_loss, latest_weights, psnr_loss, ssim_loss, train,
+                          trained_on_held_out)
 from mirnet.weights import load_weights, read_metadata
 
 TINY_MODEL = {"channels": 4, "num_streams": 2}
@@ -507,3 +508,10 @@ def test_split_seed_keeps_the_held_out_pairs_while_the_seed_changes(data, tmp_pa
 
     assert len({tuple(held_out(seed=seed)) for seed in range(6)}) > 1  # by default the split follows --seed
     assert all(held_out(seed=seed, split_seed=0) == held_out(seed=0) for seed in range(1, 6))
+
+
+def test_plots_and_cards_name_the_objective_trained_on():
+    """Validation scores Charbonnier alone; the training curve must say when it is more than that."""
+    assert describe_loss("charbonnier", 0.0) == "Charbonnier"
+    assert describe_loss("charbonnier", 0.5) == "Charbonnier + 0.5 x (1 - SSIM)"
+    assert describe_loss("psnr", 0.25) == "minus the PSNR (dB) of each crop + 0.25 x (1 - SSIM)"

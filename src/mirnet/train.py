@@ -258,8 +258,16 @@ class Run:
                 tmp.write_text(buffer.getvalue())
 
 
-def plot_history(rows: list[dict], folder: Path) -> None:
-    """loss.png and psnr.png against epochs (train and validation), like the seeds' report."""
+def describe_loss(loss: str, ssim_weight: float) -> str:
+    """The training loss in words, for plots and cards: e.g. "Charbonnier + 0.5 x (1 - SSIM)"."""
+    name = {"charbonnier": "Charbonnier", "psnr": "minus the PSNR (dB) of each crop"}.get(loss, loss)
+    return f"{name} + {ssim_weight:g} x (1 - SSIM)" if ssim_weight else name
+
+
+def plot_history(rows: list[dict], folder: Path, train_loss: str = "Charbonnier") -> None:
+    """loss.png and psnr.png against epochs (train and validation), like the seeds' report.
+    train_loss names the training objective; validation always scores the Charbonnier loss, so
+    the two curves share an axis only when the objective is Charbonnier alone."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -267,7 +275,7 @@ def plot_history(rows: list[dict], folder: Path) -> None:
 
     epochs = [r["epoch"] for r in rows]
     for name, series, ylabel in [
-        ("loss", [("train_loss", "train"), ("val_loss", "validation")], "Charbonnier loss"),
+        ("loss", [("train_loss", f"train: {train_loss}"), ("val_loss", "validation: Charbonnier")], "loss"),
         ("psnr", [("val_psnr", "validation")], "PSNR (dB, 8-bit, peak 255)"),
     ]:
         series = [(key, label) for key, label in series if any(r.get(key) is not None for r in rows)]
@@ -420,7 +428,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 if improved or (not val_pairs):
                     save_weights(evaluated, run.best, metadata=_weights_metadata(cfg, row, runtime))
                 run.write_history(history)
-                plot_history(history, run.folder)
+                plot_history(history, run.folder, describe_loss(cfg.loss, cfg.ssim_weight))
                 if progress is not None:
                     progress.write(_format_row(row))
             checkpoint()
@@ -543,5 +551,5 @@ def _format_row(row: dict) -> str:
     return " | ".join(parts)
 
 
-__all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "plot_history", "psnr_loss", "ssim_loss",
+__all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "describe_loss", "plot_history", "psnr_loss", "ssim_loss",
            "train", "train_step", "trained_on_held_out", "validate"]  # fmt: skip
