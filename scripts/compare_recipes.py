@@ -5,7 +5,7 @@ training steps and wall-clock time, as a plot and a table.
         "v1 (2026-11-23)=docs/results/recipes/v1-stage1.csv,docs/results/recipes/v1-stage2.csv" \
         "v2=docs/results/recipes/v2-stage1.csv,docs/results/recipes/v2-stage2.csv" \
         "v3=docs/results/recipes/v3-stage1.csv,docs/results/recipes/v3-stage2.csv" \
-        "v4 (shipped: v3 in bf16)=docs/models/lol-compact/metrics-stage1.csv,docs/models/lol-compact/metrics-stage2.csv" \
+        "v4 (v3 in bf16)=docs/results/bf16-scratch/stage1.csv,docs/results/bf16-scratch/stage2.csv" \
         --out docs/results/recipes/val-vs-steps.png
 
 Each argument is LABEL=CSV[,CSV...]: the metrics.csv of every stage of one run, in order (the files

@@ -207,3 +207,20 @@ def test_ship_model_carries_a_cards_earlier_versions_over(monkeypatch):
     assert ship_model.earlier_versions(f"# m\n\n## Training\n\nx\n\n{history}") == history
     assert ship_model.earlier_versions(f"# m\n\n{history}\n## Later\n\ny\n") == history
     assert ship_model.earlier_versions("# m\n\n## Training\n\nno history here\n") == ""
+
+
+def test_paired_difference_summarises_b_minus_a_per_image(tmp_path):
+    header = "method,image,psnr,ssim,gt_mean_psnr\n"
+    (tmp_path / "a.csv").write_text(header + "input,1,5,0.1,9\nmirnet,1,20,0.80,25\nmirnet,2,22,0.90,26\n")
+    (tmp_path / "b.csv").write_text(header + "mirnet,1,21,0.82,25\nmirnet,2,22.5,0.89,27\n")
+    (tmp_path / "c.csv").write_text(header + "mirnet,1,21,0.82,25\nmirnet,3,22.5,0.89,27\n")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "paired_difference.py"
+    run = [sys.executable, str(script), str(tmp_path / "a.csv")]
+    result = subprocess.run([*run, str(tmp_path / "b.csv")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    # PSNR: differences +1 and +0.5: mean 0.75, sd 0.35, standard error 0.25; the input row is ignored
+    assert "| psnr | +0.75 | 0.35 | 0.25 | 2 of 2 |" in result.stdout
+    assert "| ssim | +0.0050 | 0.0212 | 0.0150 | 1 of 2 |" in result.stdout
+    mismatch = subprocess.run([*run, str(tmp_path / "c.csv")], capture_output=True, text=True)
+    assert mismatch.returncode == 1 and "score different images" in mismatch.stderr
+    assert len(mismatch.stderr.strip().splitlines()) == 1  # one line, no traceback
