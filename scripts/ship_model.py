@@ -275,7 +275,7 @@ Reproduce the scores (`{', '.join(p.name for p in written)}` in `docs/models/{ar
 ```
 """
     plot, stale = ("psnr.png", "loss.png") if final.validated else ("loss.png", "psnr.png")
-    with tempfile.TemporaryDirectory() as scratch:  # drawn again from the record, in today's style
+    with tempfile.TemporaryDirectory() as scratch:  # redrawn from the record: older runs named no objective
         plot_history(final.history, Path(scratch), describe_loss(final.train.get("loss", "charbonnier"),
                                                                  final.train.get("ssim_weight", 0.0)))  # fmt: skip
         shutil.copy(Path(scratch) / plot, out / plot)
