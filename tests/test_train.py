@@ -408,7 +408,23 @@ def test_resume_works_in_the_folder_given_and_refuses_other_changes(data, tmp_pa
     assert torch.load(copy / "last.pt", weights_only=True)["step"] == 3
     capsys.readouterr()
     assert main(["train", "--out", str(copy), "--resume", "--lr", "0.5"]) == 2
-    assert "not --lr" in capsys.readouterr().err
+    assert "--lr: recorded 0.0001, given 0.5" in capsys.readouterr().err
+    assert main(["train", "--out", str(copy), "--resume", "--channels", "8"]) == 2
+    assert "--channels: recorded 4, given 8" in capsys.readouterr().err
+    assert torch.load(copy / "last.pt", weights_only=True)["step"] == 3  # refused: nothing trained
+
+
+def test_resume_accepts_the_options_the_run_was_started_with(data, tmp_path, monkeypatch):
+    """A script repeats its whole command to resume: the same options (a path by another name too) pass."""
+    from mirnet.cli import main
+
+    run = tmp_path / "run"
+    assert _cli_train(data, run, "--max-steps", "1") == 0
+    monkeypatch.chdir(data.parent)  # the data folder now also goes by a relative name
+    same = ["--data", data.name, "--preset", "ablation-1x1", "--model-config", json.dumps(TINY_MODEL), "--lr", "1e-4"]
+    assert main(["train", "--out", str(run), "--resume", *same, "--max-steps", "2"]) == 0
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+    assert json.loads((run / "config.json").read_text())["resumes"][0]["changed"] == {"max_steps": [1, 2]}
 
 
 def test_resume_may_change_how_the_run_runs_and_records_it(data, tmp_path):

@@ -78,6 +78,29 @@ def cmd_convert_official(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_overrides(args: argparse.Namespace) -> dict:
+    """MIRNetConfig fields given by --channels and --model-config."""
+    import json
+
+    overrides = {k: v for k, v in (("channels", args.channels),) if v is not None}
+    if args.model_config:
+        try:
+            extra = json.loads(args.model_config)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--model-config is not JSON ({error})") from None
+        if not isinstance(extra, dict):
+            raise ValueError('--model-config must be a JSON object, e.g. \'{"num_rrg": 1}\'')
+        overrides.update(extra)
+    return overrides
+
+
+def _same_option(name: str, recorded, given) -> bool:
+    """Whether a training option given again on resume is the recorded one (paths by where they lead)."""
+    if name in ("data", "init", "val_data") and recorded is not None and Path(str(given)).exists():
+        return Path(str(recorded)).resolve() == Path(str(given)).resolve()
+    return recorded == given
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
     import json
@@ -89,30 +112,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not run.config.exists():
             raise ValueError(f"{run.folder}: nothing to resume (no config.json)")
         # A resumed run keeps its recorded configuration; only its budget and how it runs may change
-        # (a run that spans sessions may resume on a CPU without native bf16). Options that would
-        # change what it learns are refused rather than silently ignored.
-        fields = {f.name for f in dataclasses.fields(TrainConfig)} | {"channels", "model_config"}
+        # (a run that spans sessions may resume on a CPU without native bf16). Options equal to the
+        # recorded ones are accepted, so a script can repeat its whole command to resume; options
+        # that would change what the run learns are refused rather than silently ignored.
+        recorded = TrainConfig.load(run.config)
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
         given = {k: v for k, v in vars(args).items() if k in fields and v is not None and k != "out"}
-        refused = sorted(k for k in given if k not in RESUMABLE_CHANGES)
-        if refused:
-            names = ", ".join("--" + k.replace("_", "-") for k in refused)
+        differ = {"--" + k.replace("_", "-"): (getattr(recorded, k), v) for k, v in given.items()
+                  if k not in RESUMABLE_CHANGES and not _same_option(k, getattr(recorded, k), v)}  # fmt: skip
+        for k, v in _model_overrides(args).items():
+            was = recorded.model_overrides.get(k)
+            if was != v:
+                differ["--channels" if k == "channels" else f"--model-config {k}"] = (was, v)
+        if differ:
+            names = "; ".join(f"{k}: recorded {old!r}, given {new!r}" for k, (old, new) in differ.items())
             allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_CHANGES)
             raise ValueError(f"--resume continues the run as recorded in {run.config}; only {allowed} "
-                             f"can change, not {names}")  # fmt: skip
+                             f"can change ({names})")  # fmt: skip
+        given = {k: v for k, v in given.items() if k in RESUMABLE_CHANGES}
         # The folder given, not the one recorded: a copied or moved run resumes where it now is.
-        config = dataclasses.replace(TrainConfig.load(run.config), out=str(args.out), **given)
+        config = dataclasses.replace(recorded, out=str(args.out), **given)
     else:
         if not args.data:
             raise ValueError("--data is required (a folder with low/ and high/)")
-        overrides = {k: v for k, v in (("channels", args.channels),) if v is not None}
-        if args.model_config:
-            try:
-                extra = json.loads(args.model_config)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"--model-config is not JSON ({error})") from None
-            if not isinstance(extra, dict):
-                raise ValueError('--model-config must be a JSON object, e.g. \'{"num_rrg": 1}\'')
-            overrides.update(extra)
+        overrides = _model_overrides(args)
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         chosen = {k: v for k, v in vars(args).items() if k in fields and v is not None}
         config = TrainConfig(**{**chosen, "model_overrides": overrides})
