@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the command that trained the run, for the card")
     parser.add_argument("--title", default=None)
     parser.add_argument("--note", default="", help="a paragraph for the card's training section")
+    parser.add_argument("--root", type=Path, default=ROOT, help="where src/mirnet/pretrained/ and docs/models/ are "
+                        "written (default: this repository)")  # fmt: skip
     args = parser.parse_args()
 
     stages = [Stage.read(folder) for folder in args.runs]
@@ -142,7 +144,7 @@ def main() -> None:
     total_minutes = sum(stage.minutes for stage in stages)
     total_steps = sum(stage.history[-1]["step"] for stage in stages)
 
-    out = ROOT / "docs" / "models" / args.name
+    out = args.root / "docs" / "models" / args.name
     pairs = load_pairs(args.eval)
     # fp32 whatever the CPU: the card's numbers are what every machine reproduces (bf16 autocast,
     # chosen on CPUs that run it natively, moves eval15 PSNR by about 0.003 dB).
@@ -169,7 +171,7 @@ def main() -> None:
                f"{runtime_record['hardware']} ({runtime_record['precision']}); {chosen}")  # fmt: skip
     meta = {"name": args.name, "parameters": params, "gmacs_600x400": round(macs / 1e9, 2), "metrics": metrics,
             "training": {**record.get("training", {}), "summary": summary, "command": args.command}}  # fmt: skip
-    target = ROOT / "src" / "mirnet" / "pretrained" / f"{args.name}.safetensors"
+    target = args.root / "src" / "mirnet" / "pretrained" / f"{args.name}.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
     # Checked in a scratch file first, so that a failed check leaves the shipped weights as they were.
     with tempfile.TemporaryDirectory() as scratch:
@@ -282,7 +284,7 @@ Reproduce the scores (`{', '.join(p.name for p in written)}` in `docs/models/{ar
     (out / stale).unlink(missing_ok=True)  # a predecessor's curve, which the new card does not show
     for i, stage in enumerate(stages, 1):  # the curves, for comparing recipes later
         shutil.copy(stage.folder / "metrics.csv", out / f"metrics-stage{i}.csv")
-    card_path = ROOT / "docs" / "models" / f"{args.name}.md"
+    card_path = args.root / "docs" / "models" / f"{args.name}.md"
     history = earlier_versions(card_path.read_text()) if card_path.exists() else ""
     with atomic_output(card_path) as tmp:
         tmp.write_text(card + ("\n" + history if history else ""))

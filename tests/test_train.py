@@ -531,3 +531,33 @@ def test_plots_and_cards_name_the_objective_trained_on():
     assert describe_loss("charbonnier", 0.0) == "Charbonnier"
     assert describe_loss("charbonnier", 0.5) == "Charbonnier + 0.5 x (1 - SSIM)"
     assert describe_loss("psnr", 0.25) == "minus the PSNR (dB) of each crop + 0.25 x (1 - SSIM)"
+
+
+def test_ship_model_ships_a_run_and_carries_the_cards_earlier_versions(data, tmp_path):
+    """scripts/ship_model.py end to end on a tiny run without validation, into a scratch --root."""
+    run, root = tmp_path / "run", tmp_path / "repo"
+    train(_config(data, run, split="full", epochs=1))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_model.py"
+    command = [sys.executable, str(script), str(run), "--name", "tiny", "--eval", str(data), "--command", "train it",
+               "--root", str(root)]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    card, figures = root / "docs" / "models" / "tiny.md", root / "docs" / "models" / "tiny"
+    text = card.read_text()
+    assert "split `full` (all 8 pairs, none held out" in text and "its only score" in text and "train it" in text
+    assert (figures / "loss.png").is_file() and not (figures / "psnr.png").exists()
+    weights = root / "src" / "mirnet" / "pretrained" / "tiny.safetensors"
+    record = read_metadata(weights)
+    evaluation = json.loads((figures / "evaluation.json").read_text())
+    means = {m["method"]: m for m in evaluation["means"]}
+    assert record["metrics"]["eval15"]["psnr"] == round(means["mirnet"]["psnr"], 2)
+    assert record["training"]["split"] == "full" and load_weights(weights) is not None
+
+    # Shipped again (a successor): the card is written anew but keeps its "Earlier versions".
+    card.write_text(text + "\n## Earlier versions\n\n### v0\n\nThe first tiny model.\n")
+    (figures / "psnr.png").write_bytes(b"a predecessor's curve")
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    again = card.read_text()
+    assert again.count("## Earlier versions") == 1 and again.rstrip().endswith("The first tiny model.")
+    assert again.startswith("# tiny\n") and not (figures / "psnr.png").exists()
