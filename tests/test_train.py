@@ -13,8 +13,8 @@ import torch
 from conftest import make_pairs
 
 from mirnet.metrics import psnr, ssim
-from mirnet.train import (TrainConfig, charbonnier, describe_loss, latest_weights, psnr_loss, ssim_loss, train,
-                          trained_on_held_out)
+from mirnet.train import (TrainConfig, charbonnier, describe_loss, latest_weights, psnr_loss, ssim_loss,
+                          train, trained_on_held_out)
 from mirnet.weights import load_weights, read_metadata
 
 TINY_MODEL = {"channels": 4, "num_streams": 2}
