@@ -3,17 +3,20 @@
 #   1. 21,600 steps on 4 x 128x128 crops at a peak lr of 1e-3 (learns local restoration cheaply);
 #   2. 2,700 steps on 1 x 256x256 crop, started from stage 1's best weights (the same pixels per step
 #      but 4x the context per crop, for the global exposure that the channel attention pools).
-# Both stages hold out 65 pairs of our485 by whole scenes (420 left to train on), add
-# 0.5 x (1 - SSIM) to the Charbonnier loss, validate on held-out scenes only (never eval15) and keep
-# their best checkpoint. Run it again to resume after an interruption: a stage that has a checkpoint
+# Both stages add 0.5 x (1 - SSIM) to the Charbonnier loss. By default they hold out 65 pairs of
+# our485 by whole scenes (420 left to train on), validate on held-out scenes only (never eval15) and
+# keep their best checkpoint; with --split full they train on all 485 pairs, and each stage keeps
+# where it ended. Run it again to resume after an interruption: a stage that has a checkpoint
 # continues, a finished stage is skipped. This is recipe v3 (2026-11-30); v2, the default before it,
-# peaked at lr 5e-4 in stage 1 (git show 44655fd:scripts/train_lol_compact.sh). The shipped v4 is
-# this recipe with --precision bf16.
+# peaked at lr 5e-4 in stage 1 (git show 44655fd:scripts/train_lol_compact.sh). v4 was this recipe
+# with --precision bf16; the shipped v5 is that with --split full.
 #
 #   scripts/train_lol_compact.sh [--background] [OUR485_FOLDER] [RUN_FOLDER] [TRAIN OPTIONS...]
 #
-# Further options go to both stages' `mirnet train` (e.g. --precision fp32); a resumed stage keeps
-# the options it started with. --background detaches the run from the terminal (it survives a
+# Further options go to both stages' `mirnet train` (e.g. --precision fp32). A resumed stage is
+# given them again: options that change how it runs (--precision, --device, --compile,
+# --checkpoint-every) take effect, and any other option must equal the one it started with, else
+# the stage refuses to resume. --background detaches the run from the terminal (it survives a
 # closed shell), appends its output to RUN_FOLDER/train.log and returns at once.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
