@@ -224,3 +224,22 @@ def test_paired_difference_summarises_b_minus_a_per_image(tmp_path):
     mismatch = subprocess.run([*run, str(tmp_path / "c.csv")], capture_output=True, text=True)
     assert mismatch.returncode == 1 and "score different images" in mismatch.stderr
     assert len(mismatch.stderr.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_compare_recipes_tables_training_losses_and_places_the_first_run_among_the_others(tmp_path):
+    header = "epoch,step,train_loss,val_loss,val_psnr,val_ssim,lr,time,steps_per_s\n"
+    (tmp_path / "full.csv").write_text(header + "1,100,0.30,,,,1e-3,60,2\n2,200,0.19,,,,1e-3,120,2\n")
+    (tmp_path / "a.csv").write_text(header + "1,100,0.28,0.1,20.0,0.80,1e-3,60,2\n2,200,0.20,0.1,21.0,0.81,1e-3,120,2\n")
+    (tmp_path / "b.csv").write_text(header + "1,100,0.31,0.1,20.5,0.80,1e-3,60,2\n2,200,0.22,0.1,21.5,0.82,1e-3,120,2\n")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_recipes.py"
+    runs = [f"{name}={tmp_path / name}.csv" for name in ("full", "a", "b")]
+    result = subprocess.run([sys.executable, str(script), *runs, "--out", str(tmp_path / "loss.png"), "--train-loss"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "| full | 1 | 200 | 2.0 | - | - |" in lines  # no validation: no best epoch to show
+    assert "| 1 | 1 | 0.3000 | 0.2800 | 0.3100 | 0.0000 |" in lines  # inside [0.28, 0.31]
+    assert "| 1 | 2 | 0.1900 | 0.2000 | 0.2200 | 0.0100 |" in lines  # 0.01 under the others' lowest
+    assert "full: inside the others' range at 1 of 2 epochs, at most 0.0100 outside" in lines
+    with Image.open(tmp_path / "loss.png") as figure:
+        assert figure.format == "PNG"
