@@ -103,7 +103,6 @@ def _same_option(name: str, recorded, given) -> bool:
 
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
 
     from .train import RESUMABLE_CHANGES, Run, TrainConfig, train
 
