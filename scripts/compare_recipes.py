@@ -93,10 +93,15 @@ def main() -> None:
         print_train_loss(runs)
 
 
+def by_epoch(runs: dict[str, list[dict]]) -> tuple[dict[str, dict[tuple, dict]], list[tuple]]:
+    """Each run's rows by (stage, epoch), and every (stage, epoch) that any run has, in order."""
+    at = {label: {(r["stage"], r["epoch"]): r for r in rows} for label, rows in runs.items()}
+    return at, sorted({key for rows in at.values() for key in rows})
+
+
 def print_per_epoch(runs: dict[str, list[dict]]) -> None:
     """Validation PSNR / SSIM of every run at each (stage, epoch) that any run has; '-' where one has not."""
-    at = {label: {(r["stage"], r["epoch"]): r for r in rows} for label, rows in runs.items()}
-    keys = sorted({key for rows in at.values() for key in rows})
+    at, keys = by_epoch(runs)
     print()
     print("| stage | epoch | " + " | ".join(runs) + " | spread (dB) |")
     print("| ---: | ---: | " + " | ".join("---:" for _ in runs) + " | ---: |")
@@ -117,13 +122,13 @@ def print_per_epoch(runs: dict[str, list[dict]]) -> None:
 def print_train_loss(runs: dict[str, list[dict]]) -> None:
     """Training loss of every run at each (stage, epoch), and the first run's distance outside the
     range of the others there (0: inside): whether a run without validation trained as the others did."""
-    at = {label: {(r["stage"], r["epoch"]): r for r in rows} for label, rows in runs.items()}
+    at, keys = by_epoch(runs)
     first, *others = at
     print()
     print("| stage | epoch | " + " | ".join(runs) + f" | {first}: outside the others' range by |")
     print("| ---: | ---: | " + " | ".join("---:" for _ in runs) + " | ---: |")
     distances = []
-    for key in sorted({key for rows in at.values() for key in rows}):
+    for key in keys:
         cells = [f"{rows[key]['train_loss']:.4f}" if key in rows else "-" for rows in at.values()]
         theirs = [at[label][key]["train_loss"] for label in others if key in at[label]]
         distance = "-"

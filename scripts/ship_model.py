@@ -65,6 +65,11 @@ class Stage:
         return self.config["train"]
 
     @property
+    def objective(self) -> str:
+        """The training loss in words, as the plots name it."""
+        return describe_loss(self.train.get("loss", "charbonnier"), self.train.get("ssim_weight", 0.0))
+
+    @property
     def validated(self) -> bool:
         """False for a run on all its pairs (--split full): nothing held out to choose an epoch with."""
         return any(r.get("val_psnr") is not None for r in self.history)
@@ -90,7 +95,7 @@ class Stage:
     def recipe(self, previous: Stage | None, number: int | None) -> str:
         """The stage's recipe in words; `previous`, `number`: the stage it started from and its number, if any."""
         t = self.train
-        loss = describe_loss(t.get("loss", "charbonnier"), t.get("ssim_weight", 0.0))
+        loss = self.objective
         ema = f"; validated and kept: a moving average of the weights (decay {t['ema']:g})" if t.get("ema") else ""
         warmup = f" with {t['warmup_steps']} warm-up steps" if t["schedule"] == "cosine" else ""
         if previous is not None:
@@ -278,8 +283,7 @@ Reproduce the scores (`{', '.join(p.name for p in written)}` in `docs/models/{ar
 """
     plot, stale = ("psnr.png", "loss.png") if final.validated else ("loss.png", "psnr.png")
     with tempfile.TemporaryDirectory() as scratch:  # redrawn from the record: older runs named no objective
-        plot_history(final.history, Path(scratch), describe_loss(final.train.get("loss", "charbonnier"),
-                                                                 final.train.get("ssim_weight", 0.0)))  # fmt: skip
+        plot_history(final.history, Path(scratch), final.objective)
         shutil.copy(Path(scratch) / plot, out / plot)
     (out / stale).unlink(missing_ok=True)  # a predecessor's curve, which the new card does not show
     for i, stage in enumerate(stages, 1):  # the curves, for comparing recipes later

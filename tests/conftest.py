@@ -1,5 +1,7 @@
 """Shared fixtures: small synthetic paired data (dark, noisy renderings of smooth colour textures)."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,14 @@ def make_pairs(root: Path, count: int = 6, size: tuple[int, int] = (48, 64), see
         Image.fromarray((np.clip(high, 0, 1) * 255).round().astype(np.uint8)).save(root / "high" / f"{i}{suffix}")
         Image.fromarray((np.clip(low, 0, 1) * 255).round().astype(np.uint8)).save(root / "low" / f"{i}{suffix}")
     return root
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run_script(name: str, *args) -> subprocess.CompletedProcess:
+    """Run scripts/NAME with this interpreter, capturing its output as text."""
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture

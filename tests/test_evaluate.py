@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SCRIPTS, run_script
 from PIL import Image
 
 import mirnet
@@ -181,10 +182,8 @@ def test_compare_recipes_plots_runs_and_tables_them_epoch_by_epoch(tmp_path):
     rows = "1,100,0.3,0.1,20.0,0.80,1e-3,60,2\n2,200,0.2,0.1,22.0,0.82,1e-3,120,2\n"
     (tmp_path / "a.csv").write_text(header + rows)
     (tmp_path / "b.csv").write_text(header + "1,100,0.3,0.1,21.5,0.81,1e-3,50,2\n")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_recipes.py"
     runs = [f"seed 0={tmp_path / 'a.csv'}", f"seed 1={tmp_path / 'b.csv'}"]
-    result = subprocess.run([sys.executable, str(script), *runs, "--out", str(tmp_path / "r.png"), "--per-epoch"],
-                            capture_output=True, text=True)  # fmt: skip
+    result = run_script("compare_recipes.py", *runs, "--out", tmp_path / "r.png", "--per-epoch")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "| seed 0 | 1 | 200 | 2.0 | 22.00 | 0.8200 |" in lines
@@ -198,8 +197,7 @@ def test_ship_model_carries_a_cards_earlier_versions_over(monkeypatch):
     """A re-shipped model's card is written anew, but the entries of the models it replaced stay."""
     import importlib.util
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_model.py"
-    spec = importlib.util.spec_from_file_location("ship_model", script)
+    spec = importlib.util.spec_from_file_location("ship_model", SCRIPTS / "ship_model.py")
     ship_model = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "ship_model", ship_model)  # its dataclasses look their module up
     spec.loader.exec_module(ship_model)
@@ -214,14 +212,12 @@ def test_paired_difference_summarises_b_minus_a_per_image(tmp_path):
     (tmp_path / "a.csv").write_text(header + "input,1,5,0.1,9\nmirnet,1,20,0.80,25\nmirnet,2,22,0.90,26\n")
     (tmp_path / "b.csv").write_text(header + "mirnet,1,21,0.82,25\nmirnet,2,22.5,0.89,27\n")
     (tmp_path / "c.csv").write_text(header + "mirnet,1,21,0.82,25\nmirnet,3,22.5,0.89,27\n")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "paired_difference.py"
-    run = [sys.executable, str(script), str(tmp_path / "a.csv")]
-    result = subprocess.run([*run, str(tmp_path / "b.csv")], capture_output=True, text=True)
+    result = run_script("paired_difference.py", tmp_path / "a.csv", tmp_path / "b.csv")
     assert result.returncode == 0, result.stderr
     # PSNR: differences +1 and +0.5: mean 0.75, sd 0.35, standard error 0.25; the input row is ignored
     assert "| psnr | +0.75 | 0.35 | 0.25 | 2 of 2 |" in result.stdout
     assert "| ssim | +0.0050 | 0.0212 | 0.0150 | 1 of 2 |" in result.stdout
-    mismatch = subprocess.run([*run, str(tmp_path / "c.csv")], capture_output=True, text=True)
+    mismatch = run_script("paired_difference.py", tmp_path / "a.csv", tmp_path / "c.csv")
     assert mismatch.returncode == 1 and "score different images" in mismatch.stderr
     assert len(mismatch.stderr.strip().splitlines()) == 1  # one line, no traceback
 
@@ -231,10 +227,8 @@ def test_compare_recipes_tables_training_losses_and_places_the_first_run_among_t
     (tmp_path / "full.csv").write_text(header + "1,100,0.30,,,,1e-3,60,2\n2,200,0.19,,,,1e-3,120,2\n")
     (tmp_path / "a.csv").write_text(header + "1,100,0.28,0.1,20.0,0.80,1e-3,60,2\n2,200,0.20,0.1,21.0,0.81,1e-3,120,2\n")
     (tmp_path / "b.csv").write_text(header + "1,100,0.31,0.1,20.5,0.80,1e-3,60,2\n2,200,0.22,0.1,21.5,0.82,1e-3,120,2\n")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_recipes.py"
     runs = [f"{name}={tmp_path / name}.csv" for name in ("full", "a", "b")]
-    result = subprocess.run([sys.executable, str(script), *runs, "--out", str(tmp_path / "loss.png"), "--train-loss"],
-                            capture_output=True, text=True)  # fmt: skip
+    result = run_script("compare_recipes.py", *runs, "--out", tmp_path / "loss.png", "--train-loss")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "| full | 1 | 200 | 2.0 | - | - |" in lines  # no validation: no best epoch to show

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_pairs
+from conftest import make_pairs, run_script
 
 from mirnet.metrics import psnr, ssim
 from mirnet.train import (TrainConfig, charbonnier, describe_loss, latest_weights, psnr_loss, ssim_loss,
@@ -537,10 +537,8 @@ def test_ship_model_ships_a_run_and_carries_the_cards_earlier_versions(data, tmp
     """scripts/ship_model.py end to end on a tiny run without validation, into a scratch --root."""
     run, root = tmp_path / "run", tmp_path / "repo"
     train(_config(data, run, split="full", epochs=1))
-    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_model.py"
-    command = [sys.executable, str(script), str(run), "--name", "tiny", "--eval", str(data), "--command", "train it",
-               "--root", str(root)]  # fmt: skip
-    first = subprocess.run(command, capture_output=True, text=True)
+    command = [run, "--name", "tiny", "--eval", data, "--command", "train it", "--root", root]
+    first = run_script("ship_model.py", *command)
     assert first.returncode == 0, first.stderr
     card, figures = root / "docs" / "models" / "tiny.md", root / "docs" / "models" / "tiny"
     text = card.read_text()
@@ -556,7 +554,7 @@ def test_ship_model_ships_a_run_and_carries_the_cards_earlier_versions(data, tmp
     # Shipped again (a successor): the card is written anew but keeps its "Earlier versions".
     card.write_text(text + "\n## Earlier versions\n\n### v0\n\nThe first tiny model.\n")
     (figures / "psnr.png").write_bytes(b"a predecessor's curve")
-    second = subprocess.run(command, capture_output=True, text=True)
+    second = run_script("ship_model.py", *command)
     assert second.returncode == 0, second.stderr
     again = card.read_text()
     assert again.count("## Earlier versions") == 1 and again.rstrip().endswith("The first tiny model.")
