@@ -106,6 +106,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .train import RESUMABLE_CHANGES, Run, TrainConfig, train
 
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if args.resume:
         run = Run(args.out)
         if not run.config.exists():
@@ -115,10 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         # recorded ones are accepted, so a script can repeat its whole command to resume; options
         # that would change what the run learns are refused rather than silently ignored.
         recorded = TrainConfig.load(run.config)
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        given = {k: v for k, v in vars(args).items() if k in fields and v is not None and k != "out"}
         differ = {"--" + k.replace("_", "-"): (getattr(recorded, k), v) for k, v in given.items()
-                  if k not in RESUMABLE_CHANGES and not _same_option(k, getattr(recorded, k), v)}  # fmt: skip
+                  if k not in (*RESUMABLE_CHANGES, "out") and not _same_option(k, getattr(recorded, k), v)}  # fmt: skip
         for k, v in _model_overrides(args).items():
             was = recorded.model_overrides.get(k)
             if was != v:
@@ -128,16 +128,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_CHANGES)
             raise ValueError(f"--resume continues the run as recorded in {run.config}; only {allowed} "
                              f"can change ({names})")  # fmt: skip
-        given = {k: v for k, v in given.items() if k in RESUMABLE_CHANGES}
+        changes = {k: v for k, v in given.items() if k in RESUMABLE_CHANGES}
         # The folder given, not the one recorded: a copied or moved run resumes where it now is.
-        config = dataclasses.replace(recorded, out=str(args.out), **given)
+        config = dataclasses.replace(recorded, out=str(args.out), **changes)
     else:
         if not args.data:
             raise ValueError("--data is required (a folder with low/ and high/)")
-        overrides = _model_overrides(args)
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        chosen = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-        config = TrainConfig(**{**chosen, "model_overrides": overrides})
+        config = TrainConfig(**{**given, "model_overrides": _model_overrides(args)})
     row = train(config, resume=args.resume)
     if row:
         print(f"{config.out}: epoch {row['epoch']}, step {row['step']}, val PSNR {row.get('val_psnr')}")
