@@ -2,6 +2,11 @@
 
     .venv/bin/python scripts/bench_train.py --preset ablation-1x1 --channels 16 [--steps 5] [--compile]
         [--ssim-weight 0.5]
+    .venv/bin/python scripts/bench_train.py --preset compact --precisions bf16 --against c712521 [--rounds 5]
+
+With --against REV, each mode instead times today's model code against src/mirnet/model.py as it was
+at commit REV (loaded from git beside today's package), the same weights and batch, in alternating
+rounds of --steps steps, and prints both rates and their ratio per round and as medians.
 
 Modes: fp32; fp32 + channels_last; bf16 autocast (+ channels_last); each optionally torch.compile'd;
 on CUDA also fp16 autocast. Batch 4 of 128x128 crops (the training default) unless told otherwise;
@@ -13,7 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
+import sys
 import time
+import types
+from pathlib import Path
 
 import torch
 
@@ -22,20 +32,97 @@ from mirnet.runtime import Runtime, hardware_name
 from mirnet.train import train_step
 
 
-def steps_per_second(runtime: Runtime, args, compiled: bool) -> float:
+def new_model(args) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = runtime.prepare(create_model(args.preset, **({"channels": args.channels} if args.channels else {})))
-    trained = torch.compile(model) if compiled else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    low, high = torch.rand(args.batch, 3, args.crop, args.crop), torch.rand(args.batch, 3, args.crop, args.crop)
-    for _ in range(args.warmup):
-        train_step(trained, optimizer, low, high, runtime, args.ssim_weight)
+    return create_model(args.preset, **({"channels": args.channels} if args.channels else {}))
+
+
+def batch(args) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    shape = (args.batch, 3, args.crop, args.crop)
+    return torch.rand(shape, generator=generator), torch.rand(shape, generator=generator)
+
+
+def timed_steps(model, optimizer, runtime: Runtime, args, steps: int) -> float:
+    low, high = batch(args)
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(args.steps):
-        train_step(trained, optimizer, low, high, runtime, args.ssim_weight)  # .item() inside synchronises
-    return args.steps / (time.perf_counter() - start)
+    for _ in range(steps):
+        train_step(model, optimizer, low, high, runtime, args.ssim_weight)  # .item() inside synchronises
+    return steps / (time.perf_counter() - start)
+
+
+def steps_per_second(runtime: Runtime, args, compiled: bool) -> float:
+    model = runtime.prepare(new_model(args))
+    trained = torch.compile(model) if compiled else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    timed_steps(trained, optimizer, runtime, args, args.warmup)
+    return timed_steps(trained, optimizer, runtime, args, args.steps)
+
+
+def model_code_at(revision: str) -> types.ModuleType:
+    """src/mirnet/model.py as it was at a git commit, as a module beside today's (its relative
+    imports resolve to today's package)."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(["git", "show", f"{revision}:src/mirnet/model.py"], cwd=root, check=True,
+                            capture_output=True, text=True).stdout  # fmt: skip
+    module = types.ModuleType(f"mirnet._model_at_{revision}")
+    module.__package__ = "mirnet"
+    sys.modules[module.__name__] = module
+    exec(compile(source, f"{revision}:src/mirnet/model.py", "exec"), module.__dict__)
+    return module
+
+
+def against(runtime: Runtime, args, old_code: types.ModuleType) -> dict:
+    """Today's model code and the old one, the same weights, timed in alternating rounds."""
+    today = new_model(args)
+    old = old_code.MIRNet(today.config)
+    old.load_state_dict(today.state_dict())
+    models = {"old": runtime.prepare(old), "today": runtime.prepare(today)}
+    # Optimizers that leave the weights as they are: every round of either code sees the same model.
+    optimizers = {name: torch.optim.SGD(model.parameters(), lr=0.0) for name, model in models.items()}
+    low, high = batch(args)
+    losses = {name: train_step(model, optimizers[name], low, high, runtime, args.ssim_weight)
+              for name, model in models.items()}  # fmt: skip
+    rates = {name: [] for name in models}
+    for _ in range(args.rounds):
+        for name, model in models.items():
+            timed_steps(model, optimizers[name], runtime, args, args.warmup)
+            rates[name].append(timed_steps(model, optimizers[name], runtime, args, args.steps))
+    ratios = [new / old for new, old in zip(rates["today"], rates["old"])]
+    return {"loss_old": losses["old"], "loss_today": losses["today"], "steps_per_s_old": rates["old"],
+            "steps_per_s_today": rates["today"], "ratio_per_round": ratios,
+            "median_ratio": statistics.median(ratios)}  # fmt: skip
+
+
+def mode_name(runtime: Runtime, compiled: bool = False) -> str:
+    return f"{runtime.precision}{' + channels_last' if runtime.channels_last else ''}{' + compile' if compiled else ''}"
+
+
+def compare_modes(args, modes: list[Runtime]) -> list[dict]:
+    results, reference = [], None
+    for compiled in [False, True] if args.compile else [False]:
+        for runtime in modes:
+            rate = steps_per_second(runtime, args, compiled)
+            reference = reference or rate
+            results.append({"mode": mode_name(runtime, compiled), "steps_per_s": rate, "ratio_to_fp32": rate / reference})
+            print(f"{mode_name(runtime, compiled):<32} {rate:8.3f} steps/s   x{rate / reference:.2f}", flush=True)
+    return results
+
+
+def compare_code(args, modes: list[Runtime]) -> list[dict]:
+    old_code, results = model_code_at(args.against), []
+    print(f"today's model code against {args.against}: {args.rounds} alternating rounds of {args.steps} steps")
+    for runtime in modes:
+        result = {"mode": mode_name(runtime), **against(runtime, args, old_code)}
+        results.append(result)
+        print(f"{mode_name(runtime):<24} first-step loss {result['loss_old']:.6f} ({args.against}), "
+              f"{result['loss_today']:.6f} (today)")  # fmt: skip
+        for old, new in zip(result["steps_per_s_old"], result["steps_per_s_today"]):
+            print(f"{'':<24} {old:7.3f} -> {new:7.3f} steps/s   x{new / old:.3f}")
+        print(f"{'':<24} median of rounds: x{result['median_ratio']:.3f}", flush=True)
+    return results
 
 
 def main() -> None:
@@ -50,6 +137,8 @@ def main() -> None:
     parser.add_argument("--ssim-weight", type=float, default=0.0, help="add W x (1 - SSIM) to the loss")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precisions", default="fp32,bf16,fp16", help="comma-separated subset to time")
+    parser.add_argument("--against", metavar="REV", help="time today's model code against the one of this git commit")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --steps steps each (--against)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -62,14 +151,7 @@ def main() -> None:
           f"{torch.backends.cpu.get_cpu_capability()}; threads {torch.get_num_threads()}")  # fmt: skip
     print(f"model: {args.preset} channels={args.channels or 'preset'}; "
           f"batch {args.batch} x {args.crop}x{args.crop}; SSIM weight {args.ssim_weight}")  # fmt: skip
-    results, reference = [], None
-    for compiled in [False, True] if args.compile else [False]:
-        for runtime in modes:
-            rate = steps_per_second(runtime, args, compiled)
-            reference = reference or rate
-            name = f"{runtime.precision}{' + channels_last' if runtime.channels_last else ''}{' + compile' if compiled else ''}"
-            results.append({"mode": name, "steps_per_s": rate, "ratio_to_fp32": rate / reference})
-            print(f"{name:<32} {rate:8.3f} steps/s   x{rate / reference:.2f}", flush=True)
+    results = compare_code(args, modes) if args.against else compare_modes(args, modes)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"hardware": hardware_name(device), "torch": torch.__version__, "args": vars(args),

@@ -162,13 +162,65 @@ def test_blur_pool_under_cpu_autocast_equals_padding_in_fp32():
     # bit what autocast gives when it pads in fp32 and casts back for the convolution.
     from mirnet.model import BlurPool
 
-    blur = BlurPool(8)
+    blur = BlurPool(8).eval()
     x = torch.rand(1, 8, 16, 12).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
     padded_in_fp32 = torch.nn.functional.pad(x.float(), (1, 1, 1, 1), mode="reflect")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         expected = torch.nn.functional.conv2d(padded_in_fp32, blur.kernel, stride=2, groups=8)
         y = blur(x)
+        # Training on a CPU convolves in fp32 and rounds once: the same values up to bf16 rounding.
+        trained = blur.train()(x)
     assert y.dtype == torch.bfloat16 and torch.equal(y, expected)
+    assert trained.dtype == torch.bfloat16
+    torch.testing.assert_close(trained.float(), y.float(), rtol=2**-7, atol=0)
+
+
+def test_training_on_cpu_in_bf16_gives_autograd_gradients():
+    # Training on a CPU in bf16 takes mirnet.cpu_backward's hand-written backward passes and the
+    # blur pool in fp32; evaluation mode takes the plain operations. Both compute the same function,
+    # so their gradients agree up to the blur pool's rounding (about 1e-6 of their norm; a wrong
+    # PReLU gradient gives about 4e-3). The functions themselves are checked in fp64 below.
+    model = create_model("ablation-1x1", channels=TINY, num_streams=3).to(torch.bfloat16)
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 16, 20, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    results = {}
+    for training in (True, False):
+        model.train(training).zero_grad()
+        y = model(x)
+        (y.float() ** 2).mean().backward()
+        results[training] = (y.detach().float(), torch.cat([p.grad.float().flatten() for p in model.parameters()]))
+    (y_train, grads_train), (y_eval, grads_eval) = results[True], results[False]
+    torch.testing.assert_close(y_train, y_eval, rtol=0.02, atol=0.01)
+    assert (grads_train - grads_eval).norm() < 1e-3 * grads_eval.norm()
+
+
+def test_cpu_backward_functions_match_autograd_and_keep_the_layout():
+    from mirnet import cpu_backward
+
+    x = (torch.rand(2, 5, 6, 7, dtype=torch.float64) - 0.5).contiguous(memory_format=torch.channels_last)
+    weight = torch.tensor([0.3], dtype=torch.float64)
+    cases = [
+        (lambda t, w: cpu_backward.prelu(t, w), lambda t, w: torch.prelu(t, w)),
+        (lambda t, w: cpu_backward.global_mean(t) * w, lambda t, w: t.mean(dim=(2, 3), keepdim=True) * w),
+        (lambda t, w: cpu_backward.contiguous(t) * w, lambda t, w: t.contiguous() * w),
+    ]
+    for fast, plain in cases:
+        inputs = (x.clone().requires_grad_(), weight.clone().requires_grad_())
+        assert torch.autograd.gradcheck(fast, inputs)
+        grad_out = torch.rand_like(fast(*inputs))
+        fast_grads = torch.autograd.grad(fast(*inputs), inputs, grad_out)
+        plain_grads = torch.autograd.grad(plain(*inputs), inputs, grad_out)
+        for got, expected in zip(fast_grads, plain_grads):
+            torch.testing.assert_close(got, expected)
+        assert fast_grads[0].is_contiguous(memory_format=torch.channels_last)
+    # PReLU under CPU autocast runs in bf16 as torch's does, and its slope's gradient stays fp32.
+    slope = torch.nn.Parameter(torch.tensor([0.25]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = cpu_backward.prelu(x.float(), slope)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert slope.grad.dtype == torch.float32
+    torch.testing.assert_close(slope.grad, x.float().clamp(max=0).sum().reshape(1), rtol=0.02, atol=0.05)
 
 
 def test_four_streams_need_multiples_of_eight():

@@ -12,12 +12,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import cpu_backward
 from .config import MIRNetConfig
 
 
 def conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
     """A 'same'-padded convolution without bias, as every convolution of the released MIRNet."""
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+
+
+def _training_on_cpu_in_bf16(module: nn.Module, x: Tensor) -> bool:
+    """Whether to take the cpu_backward functions: autograd's gradients, computed faster there (in
+    fp32 they gain nothing: torch's own kernels are fast; measured by scripts/bench_train.py --against)."""
+    return module.training and x.device.type == "cpu" and x.dtype == torch.bfloat16
+
+
+class PReLU(nn.PReLU):
+    """torch's PReLU with one slope; while training on a CPU in bf16, with a backward several times faster."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return cpu_backward.prelu(x, self.weight) if _training_on_cpu_in_bf16(self, x) else super().forward(x)
 
 
 class GlobalPool(nn.Module):
@@ -28,6 +42,8 @@ class GlobalPool(nn.Module):
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        if _training_on_cpu_in_bf16(self, x):
+            return cpu_backward.global_mean(x)
         # sum / count rather than mean: on a CPU, mean of a bf16 tensor first copies it whole to fp32;
         # sum accumulates in fp32 without the copy (several times faster) and rounds once more.
         return x.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
@@ -43,7 +59,7 @@ class SpatialAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # On a CPU, reductions over the channels of a channels_last bf16 tensor are slow; on a
         # contiguous copy (free when x is contiguous already) they take a fraction of the time.
-        c = x.contiguous()
+        c = cpu_backward.contiguous(x) if _training_on_cpu_in_bf16(self, x) else x.contiguous()
         pooled = torch.cat([c.amax(dim=1, keepdim=True), c.mean(dim=1, keepdim=True)], dim=1)
         return x * torch.sigmoid(self.conv(pooled))
 
@@ -66,12 +82,12 @@ class ChannelAttention(nn.Module):
 class DAU(nn.Module):
     """Dual attention unit: conv-PReLU-conv, spatial and channel attention side by side, 1x1 fusion, residual."""
 
-    def __init__(self, channels: int, reduction: int, prelu: nn.PReLU | None = None):
+    def __init__(self, channels: int, reduction: int, prelu: PReLU | None = None):
         super().__init__()
         self.conv1 = conv(channels, channels, 3)
         # The official model passes one PReLU to every DAU (a default argument evaluated once);
         # MIRNet hands that shared module in here when the configuration asks for sharing.
-        self.act = prelu if prelu is not None else nn.PReLU()
+        self.act = prelu if prelu is not None else PReLU()
         self.conv2 = conv(channels, channels, 3)
         self.spatial = SpatialAttention()
         self.channel = ChannelAttention(channels, reduction)
@@ -89,7 +105,7 @@ class SKFF(nn.Module):
     def __init__(self, channels: int, num_inputs: int, reduction: int):
         super().__init__()
         hidden = max(channels // reduction, 4)
-        self.squeeze = nn.Sequential(conv(channels, hidden, 1), nn.PReLU())
+        self.squeeze = nn.Sequential(conv(channels, hidden, 1), PReLU())
         self.select = nn.ModuleList(conv(hidden, channels, 1) for _ in range(num_inputs))
         self.pool = GlobalPool()
 
@@ -120,6 +136,12 @@ class BlurPool(nn.Module):
         self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).clone(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        if _training_on_cpu_in_bf16(self, x):
+            # The backward of this depthwise convolution is about 5x slower in bf16 than in fp32 on
+            # a CPU (its forward is not), so training computes it in fp32 and rounds the result.
+            with torch.autocast("cpu", enabled=False):
+                padded = F.pad(x.float(), (1, 1, 1, 1), mode="reflect")
+                return F.conv2d(padded, self.kernel.float(), stride=2, groups=x.shape[1]).to(x.dtype)
         # Padding only copies values, so its output is exact in any dtype; CPU autocast would run it
         # in fp32 and cast the padded tensor back to bf16 for the convolution.
         with torch.autocast("cpu", enabled=False):
@@ -133,8 +155,8 @@ class ResidualDownsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.top = nn.Sequential(
-            conv(channels, channels, 1), nn.PReLU(),
-            conv(channels, channels, 3), nn.PReLU(),
+            conv(channels, channels, 1), PReLU(),
+            conv(channels, channels, 3), PReLU(),
             BlurPool(channels),
             conv(channels, 2 * channels, 1),
         )  # fmt: skip
@@ -150,9 +172,9 @@ class ResidualUpsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.top = nn.Sequential(
-            conv(channels, channels, 1), nn.PReLU(),
+            conv(channels, channels, 1), PReLU(),
             nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1, bias=False),
-            nn.PReLU(),
+            PReLU(),
             conv(channels, channels // 2, 1),
         )  # fmt: skip
         self.bottom = nn.Sequential(
@@ -174,7 +196,7 @@ def resampler(channels: int, source: int, target: int) -> nn.Sequential:
 class MRB(nn.Module):
     """Multi-scale residual block: parallel streams of DAUs that exchange information through SKFF, residual."""
 
-    def __init__(self, config: MIRNetConfig, shared_prelu: nn.PReLU | None = None):
+    def __init__(self, config: MIRNetConfig, shared_prelu: PReLU | None = None):
         super().__init__()
         n, width, share = config.num_streams, config.daus_per_stream, config.share_weights
         widths = [config.channels * 2**j for j in range(n)]
@@ -243,7 +265,7 @@ class MRB(nn.Module):
 class RRG(nn.Module):
     """Recursive residual group: MRBs then a 3x3 conv, residual."""
 
-    def __init__(self, config: MIRNetConfig, shared_prelu: nn.PReLU | None = None):
+    def __init__(self, config: MIRNetConfig, shared_prelu: PReLU | None = None):
         super().__init__()
         self.mrbs = nn.Sequential(*(MRB(config, shared_prelu) for _ in range(config.num_mrb)))
         self.conv = conv(config.channels, config.channels, 3)
@@ -258,7 +280,7 @@ class MIRNet(nn.Module):
     def __init__(self, config: MIRNetConfig | None = None):
         super().__init__()
         self.config = config = config or MIRNetConfig()
-        shared_prelu = nn.PReLU() if config.share_weights else None
+        shared_prelu = PReLU() if config.share_weights else None
         self.conv_in = conv(3, config.channels, 3)
         self.rrgs = nn.Sequential(*(RRG(config, shared_prelu) for _ in range(config.num_rrg)))
         self.conv_out = conv(config.channels, 3, 3)
