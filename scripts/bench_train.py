@@ -5,8 +5,10 @@
     .venv/bin/python scripts/bench_train.py --preset compact --precisions bf16 --against c712521 [--rounds 5]
 
 With --against REV, each mode instead times today's model code against src/mirnet/model.py as it was
-at commit REV (loaded from git beside today's package), the same weights and batch, in alternating
-rounds of --steps steps, and prints both rates and their ratio per round and as medians.
+at commit REV (loaded from git beside today's package), the same weights and batch, in rounds of
+--steps steps that alternate which code goes first, and prints both rates and their ratio per round
+and as medians. Its optimizer is SGD at lr 0, so that both keep the same weights: a step there is
+the forward and backward pass with the loss, without Adam's update.
 
 Modes: fp32; fp32 + channels_last; bf16 autocast (+ channels_last); each optionally torch.compile'd;
 on CUDA also fp16 autocast. Batch 4 of 128x128 crops (the training default) unless told otherwise;
@@ -69,7 +71,7 @@ def model_code_at(revision: str) -> types.ModuleType:
                             capture_output=True, text=True).stdout  # fmt: skip
     module = types.ModuleType(f"mirnet._model_at_{revision}")
     module.__package__ = "mirnet"
-    sys.modules[module.__name__] = module
+    sys.modules[module.__name__] = module  # as for any import: dataclasses and pickling look it up there
     exec(compile(source, f"{revision}:src/mirnet/model.py", "exec"), module.__dict__)
     return module
 
@@ -86,10 +88,10 @@ def against(runtime: Runtime, args, old_code: types.ModuleType) -> dict:
     losses = {name: train_step(model, optimizers[name], low, high, runtime, args.ssim_weight)
               for name, model in models.items()}  # fmt: skip
     rates = {name: [] for name in models}
-    for _ in range(args.rounds):
-        for name, model in models.items():
-            timed_steps(model, optimizers[name], runtime, args, args.warmup)
-            rates[name].append(timed_steps(model, optimizers[name], runtime, args, args.steps))
+    for round_ in range(args.rounds):
+        for name in ("old", "today") if round_ % 2 == 0 else ("today", "old"):
+            timed_steps(models[name], optimizers[name], runtime, args, args.warmup)
+            rates[name].append(timed_steps(models[name], optimizers[name], runtime, args, args.steps))
     ratios = [new / old for new, old in zip(rates["today"], rates["old"])]
     return {"loss_old": losses["old"], "loss_today": losses["today"], "steps_per_s_old": rates["old"],
             "steps_per_s_today": rates["today"], "ratio_per_round": ratios,
@@ -141,6 +143,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --steps steps each (--against)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    if args.against and args.compile:
+        parser.error("--against times eager code; it does not take --compile")
     device = torch.device(args.device)
     modes = [Runtime(device, "fp32", False), Runtime(device, "fp32", True), Runtime(device, "bf16", False),
              Runtime(device, "bf16", True)]  # fmt: skip

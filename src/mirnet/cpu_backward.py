@@ -1,14 +1,16 @@
-"""Backward passes written out for training on a CPU in bf16: the same gradients as autograd's,
-computed with operations that are fast in bf16 + channels_last.
+"""Backward passes written out for training on a CPU in bf16: autograd's gradients, computed with
+operations that are fast in bf16 + channels_last.
 
 On a CPU, torch's elementwise kernels for bf16 are fast only when every operand has the output's
-memory layout; a broadcast or a mixed layout falls back to a path 10-20x slower (fp32 has no such
-gap). Two of MIRNet's operations hand autograd exactly such gradients (a [B, C, 1, 1] gradient
-broadcast over the image, a contiguous gradient added to a channels_last one), and PReLU's own
-backward kernel is several times slower than the few elementwise operations it amounts to.
-`mirnet.model` uses these functions only while training on a CPU in bf16; inference, export, fp32
-and GPUs take the plain operations. `scripts/bench_train.py --against REV` times a training step
-against the model code of an earlier commit, in one process.
+memory layout; adding a broadcast gradient, or one of another layout, falls back to a slower path
+(up to 8x at 16 channels; fp32 has no such gap). Two places in MIRNet hand autograd such gradients:
+the global average pool (a [B, C, 1, 1] gradient broadcast over the image) and the spatial
+attention's contiguous copy (a contiguous gradient for a channels_last input). And PReLU's own
+kernels take 2.5-3x as long as the few elementwise operations they amount to. `scripts/bench_cpu_backward.py` times
+each of these; `scripts/bench_train.py --against REV` times a whole training step against the
+model code of an earlier commit. `mirnet.model` uses these functions only while training on a CPU
+in bf16 (eagerly, with gradients on); inference, export, fp32, torch.compile and GPUs take the
+plain operations.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class _PReLU(Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
+        # torch's rule: grad where x > 0, weight * grad elsewhere (x == 0 included). The split
+        # below is that for finite gradients (an infinite one gives NaN, where torch gives inf).
         positive = torch.ops.aten.threshold_backward(grad, x, 0)  # grad where x > 0, else 0
         negative = grad - positive
         grad_x = positive + negative * weight if ctx.needs_input_grad[0] else None
@@ -41,45 +45,25 @@ class _PReLU(Function):
 
 
 def prelu(x: Tensor, weight: Tensor) -> Tensor:
-    """PReLU with one slope: max(x, 0) + weight * min(x, 0), with its backward in plain elementwise ops."""
-    if torch.is_autocast_enabled("cpu"):  # as autocast runs torch.prelu: both in the autocast dtype
+    """PReLU with one slope, max(x, 0) + weight * min(x, 0), with its backward in plain elementwise ops."""
+    if torch.is_autocast_enabled("cpu"):  # as CPU autocast runs torch.prelu: both in its dtype
         dtype = torch.get_autocast_dtype("cpu")
         x, weight = x.to(dtype), weight.to(dtype)
-    with torch.autocast("cpu", enabled=False):
-        return _PReLU.apply(x, weight.reshape(1))
+    return _PReLU.apply(x, weight)
 
 
-class _GlobalMean(Function):
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        ctx.shape, ctx.layout = x.shape, _layout(x)
-        # sum / count: on a CPU, mean of a bf16 tensor first copies it whole to fp32.
-        return x.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        # Autograd would pass on the broadcast view; adding that to the other gradients of x is the
-        # slow path. A copy into x's layout is fast, and so is the addition that follows.
-        spread = (grad / (ctx.shape[2] * ctx.shape[3])).expand(ctx.shape)
-        return spread.contiguous(memory_format=ctx.layout)
-
-
-def global_mean(x: Tensor) -> Tensor:
-    """The mean over height and width, (B, C, H, W) -> (B, C, 1, 1); its gradient comes in x's layout."""
-    return _GlobalMean.apply(x)
-
-
-class _Contiguous(Function):
+class _GradientInLayout(Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         ctx.layout = _layout(x)
-        return x.contiguous()
+        return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         return grad.contiguous(memory_format=ctx.layout)
 
 
-def contiguous(x: Tensor) -> Tensor:
-    """x.contiguous() whose gradient comes back in x's own layout (autograd's comes back contiguous)."""
-    return _Contiguous.apply(x) if not x.is_contiguous() else x
+def gradient_in_layout(x: Tensor) -> Tensor:
+    """x itself, whose gradient is copied into x's memory layout on the way back (a copy is fast; adding
+    a broadcast or differently laid out gradient to x's other gradients is not)."""
+    return _GradientInLayout.apply(x)

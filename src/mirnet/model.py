@@ -22,13 +22,17 @@ def conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
 
 
 def _training_on_cpu_in_bf16(module: nn.Module, x: Tensor) -> bool:
-    """Whether to take the cpu_backward functions: autograd's gradients, computed faster there (in
-    fp32 they gain nothing: torch's own kernels are fast; measured by scripts/bench_train.py --against)."""
-    return module.training and x.device.type == "cpu" and x.dtype == torch.bfloat16
+    """Whether to take mirnet.cpu_backward's faster gradients (in fp32 they gain nothing: torch's own
+    kernels are fast there; under torch.compile, the compiler fuses the plain operations)."""
+    return (module.training and torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.bfloat16
+            and not torch.compiler.is_compiling())  # fmt: skip
 
 
 class PReLU(nn.PReLU):
-    """torch's PReLU with one slope; while training on a CPU in bf16, with a backward several times faster."""
+    """torch's PReLU with one slope, as all of MIRNet's; training on a CPU in bf16, its backward is faster."""
+
+    def __init__(self):
+        super().__init__(num_parameters=1)
 
     def forward(self, x: Tensor) -> Tensor:
         return cpu_backward.prelu(x, self.weight) if _training_on_cpu_in_bf16(self, x) else super().forward(x)
@@ -43,7 +47,7 @@ class GlobalPool(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if _training_on_cpu_in_bf16(self, x):
-            return cpu_backward.global_mean(x)
+            x = cpu_backward.gradient_in_layout(x)  # else the sum's broadcast gradient is slow to add
         # sum / count rather than mean: on a CPU, mean of a bf16 tensor first copies it whole to fp32;
         # sum accumulates in fp32 without the copy (several times faster) and rounds once more.
         return x.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
@@ -58,8 +62,9 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # On a CPU, reductions over the channels of a channels_last bf16 tensor are slow; on a
-        # contiguous copy (free when x is contiguous already) they take a fraction of the time.
-        c = cpu_backward.contiguous(x) if _training_on_cpu_in_bf16(self, x) else x.contiguous()
+        # contiguous copy (free when x is contiguous already) they take a fraction of the time. In
+        # training, the copy's contiguous gradient would be slow to add to x's channels_last ones.
+        c = (cpu_backward.gradient_in_layout(x) if _training_on_cpu_in_bf16(self, x) else x).contiguous()
         pooled = torch.cat([c.amax(dim=1, keepdim=True), c.mean(dim=1, keepdim=True)], dim=1)
         return x * torch.sigmoid(self.conv(pooled))
 
@@ -137,8 +142,8 @@ class BlurPool(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if _training_on_cpu_in_bf16(self, x):
-            # The backward of this depthwise convolution is about 5x slower in bf16 than in fp32 on
-            # a CPU (its forward is not), so training computes it in fp32 and rounds the result.
+            # On a CPU this depthwise convolution's forward and backward run 1.6-3.7x faster in fp32
+            # than in bf16 (scripts/bench_cpu_backward.py), so training computes it in fp32 and rounds.
             with torch.autocast("cpu", enabled=False):
                 padded = F.pad(x.float(), (1, 1, 1, 1), mode="reflect")
                 return F.conv2d(padded, self.kernel.float(), stride=2, groups=x.shape[1]).to(x.dtype)
