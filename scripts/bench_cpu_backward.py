@@ -53,7 +53,8 @@ def cases(dtype: torch.dtype, channels: int, size: int):
     pooled_grad = torch.randn(4, channels, 1, 1, dtype=dtype).expand(shape)
     contiguous_grad = torch.randn(shape, dtype=dtype)
     return [
-        ("PReLU forward + backward", forward_backward(plain_prelu, x, grad), forward_backward(fast_prelu, x, grad)),
+        ("PReLU forward + backward",
+         forward_backward(plain_prelu, x, grad), forward_backward(fast_prelu, x, grad)),
         ("blur pool forward + backward (bf16 conv / fp32 conv)",
          forward_backward(plain_blur, x, half), forward_backward(training_blur, x, half)),
         ("add a pooled (broadcast) gradient / copy it into the layout, then add",
@@ -83,8 +84,9 @@ def main() -> None:
                     for key in ("plain", "fast") if round_ % 2 == 0 else ("fast", "plain"):
                         times[key].append(milliseconds(plain if key == "plain" else fast, args.repeats))
                 before, after = statistics.median(times["plain"]), statistics.median(times["fast"])
-                print(f"| {name} | {str(dtype)[6:]} | 4x{channels}x{size}x{size} | {before:.3f} | {after:.3f} | "
-                      f"x{before / after:.2f} |", flush=True)  # fmt: skip
+                cells = [name, str(dtype)[6:], f"4x{channels}x{size}x{size}", f"{before:.3f}", f"{after:.3f}",
+                         f"x{before / after:.2f}"]  # fmt: skip
+                print(f"| {' | '.join(cells)} |", flush=True)
 
 
 if __name__ == "__main__":

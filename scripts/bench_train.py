@@ -99,7 +99,8 @@ def against(runtime: Runtime, args, old_code: types.ModuleType) -> dict:
 
 
 def mode_name(runtime: Runtime, compiled: bool = False) -> str:
-    return f"{runtime.precision}{' + channels_last' if runtime.channels_last else ''}{' + compile' if compiled else ''}"
+    layout = " + channels_last" if runtime.channels_last else ""
+    return f"{runtime.precision}{layout}{' + compile' if compiled else ''}"
 
 
 def compare_modes(args, modes: list[Runtime]) -> list[dict]:
@@ -108,14 +109,16 @@ def compare_modes(args, modes: list[Runtime]) -> list[dict]:
         for runtime in modes:
             rate = steps_per_second(runtime, args, compiled)
             reference = reference or rate
-            results.append({"mode": mode_name(runtime, compiled), "steps_per_s": rate, "ratio_to_fp32": rate / reference})
-            print(f"{mode_name(runtime, compiled):<32} {rate:8.3f} steps/s   x{rate / reference:.2f}", flush=True)
+            name = mode_name(runtime, compiled)
+            results.append({"mode": name, "steps_per_s": rate, "ratio_to_fp32": rate / reference})
+            print(f"{name:<32} {rate:8.3f} steps/s   x{rate / reference:.2f}", flush=True)
     return results
 
 
 def compare_code(args, modes: list[Runtime]) -> list[dict]:
     old_code, results = model_code_at(args.against), []
-    print(f"today's model code against {args.against}: {args.rounds} alternating rounds of {args.steps} steps")
+    print(f"today's model code against {args.against}: {args.rounds} rounds of {args.steps} steps, "
+          "alternating which goes first")  # fmt: skip
     for runtime in modes:
         result = {"mode": mode_name(runtime), **against(runtime, args, old_code)}
         results.append(result)
@@ -139,8 +142,8 @@ def main() -> None:
     parser.add_argument("--ssim-weight", type=float, default=0.0, help="add W x (1 - SSIM) to the loss")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precisions", default="fp32,bf16,fp16", help="comma-separated subset to time")
-    parser.add_argument("--against", metavar="REV", help="time today's model code against the one of this git commit")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --steps steps each (--against)")
+    parser.add_argument("--against", metavar="REV", help="time today's model code against this commit's")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --steps steps each (--against)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     if args.against and args.compile:

@@ -193,7 +193,8 @@ def test_training_on_cpu_in_bf16_gives_autograd_gradients(autocast):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             y = model(x if autocast else x.to(torch.bfloat16))
         (y.float() ** 2).mean().backward()
-        results[training] = (y.detach().float(), torch.cat([p.grad.float().flatten() for p in model.parameters()]))
+        grads = torch.cat([p.grad.float().flatten() for p in model.parameters()])
+        results[training] = (y.detach().float(), grads)
     (y_train, grads_train), (y_eval, grads_eval) = results[True], results[False]
     torch.testing.assert_close(y_train, y_eval, rtol=0.02, atol=0.01)
     assert (grads_train - grads_eval).norm() < (2e-3 if autocast else 1e-5) * grads_eval.norm()

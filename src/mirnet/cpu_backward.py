@@ -6,11 +6,11 @@ memory layout; adding a broadcast gradient, or one of another layout, falls back
 (up to 8x at 16 channels; fp32 has no such gap). Two places in MIRNet hand autograd such gradients:
 the global average pool (a [B, C, 1, 1] gradient broadcast over the image) and the spatial
 attention's contiguous copy (a contiguous gradient for a channels_last input). And PReLU's own
-kernels take 2.5-3x as long as the few elementwise operations they amount to. `scripts/bench_cpu_backward.py` times
-each of these; `scripts/bench_train.py --against REV` times a whole training step against the
-model code of an earlier commit. `mirnet.model` uses these functions only while training on a CPU
-in bf16 (eagerly, with gradients on); inference, export, fp32, torch.compile and GPUs take the
-plain operations.
+kernels take 2.5-3x as long as the few elementwise operations they amount to.
+`scripts/bench_cpu_backward.py` times each of these; `scripts/bench_train.py --against REV` times a
+whole training step against the model code of an earlier commit. `mirnet.model` uses these
+functions only while training on a CPU in bf16 (eagerly, with gradients on); inference, export,
+fp32, torch.compile and GPUs take the plain operations.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ def conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
 def _training_on_cpu_in_bf16(module: nn.Module, x: Tensor) -> bool:
     """Whether to take mirnet.cpu_backward's faster gradients (in fp32 they gain nothing: torch's own
     kernels are fast there; under torch.compile, the compiler fuses the plain operations)."""
-    return (module.training and torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.bfloat16
-            and not torch.compiler.is_compiling())  # fmt: skip
+    on_cpu_in_bf16 = x.device.type == "cpu" and x.dtype == torch.bfloat16
+    return module.training and torch.is_grad_enabled() and on_cpu_in_bf16 and not torch.compiler.is_compiling()
 
 
 class PReLU(nn.PReLU):
