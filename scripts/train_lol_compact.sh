@@ -11,9 +11,10 @@
 # peaked at lr 5e-4 in stage 1 (git show 44655fd:scripts/train_lol_compact.sh). v4 was this recipe
 # with --precision bf16; the shipped v5 is that with --split full.
 #
-# --quick runs the same two stages with fewer steps, sized to end within 2 hours of compute on the
-# slowest 2-core CPU seen here (about 2.0 real steps/s in fp32 + channels_last, 2026-12-02):
+# --quick runs the same two stages with fewer steps, sized for 2 hours of compute on the slowest 2-core
+# CPU seen here (an Ice Lake Xeon, fp32 + channels_last; 2026-12-02 it took 120.1 min there):
 #   1. 11,000 steps (10 epochs of 1,100) instead of 21,600;  2. 1,600 (4 of 400) instead of 2,700.
+# It scores about 0.5 dB below the full recipe on held-out pairs (docs/results/quick/).
 #
 #   scripts/train_lol_compact.sh [--background] [--quick] [OUR485_FOLDER] [RUN_FOLDER] [TRAIN OPTIONS...]
 #

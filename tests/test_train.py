@@ -355,15 +355,17 @@ def test_torchrun_two_cpu_processes_train_and_resume(data, tmp_path):
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-def test_default_recipe_script_detaches_with_background_and_logs(tmp_path):
-    """scripts/train_lol_compact.sh --background returns at once; the run goes on detached, writes its
-    log in the run folder and reaches training (stopped here after one step of stage 1)."""
+@pytest.mark.parametrize(("recipe", "epochs", "steps_per_epoch"), [([], 18, 1200), (["--quick"], 10, 1100)])
+def test_default_recipe_script_detaches_with_background_and_logs(tmp_path, recipe, epochs, steps_per_epoch):
+    """scripts/train_lol_compact.sh --background [--quick] returns at once; the run goes on detached, writes
+    its log in the run folder and reaches training (stopped here after one step of stage 1), with the
+    recipe's number of steps (--quick: 52% of them)."""
     data = make_pairs(tmp_path / "pairs", count=6, size=(256, 256))
     out = tmp_path / "run"
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_lol_compact.sh"
     started = time.monotonic()
-    result = subprocess.run([str(script), "--background", str(data), str(out), "--max-steps", "1", "--val-pairs", "2"],
-                            capture_output=True, text=True, timeout=60, start_new_session=True)  # fmt: skip
+    command = [str(script), "--background", *recipe, str(data), str(out), "--max-steps", "1", "--val-pairs", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, start_new_session=True)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 30  # it did not wait for the training
     assert f"log: {out}/train.log" in result.stdout
@@ -380,6 +382,7 @@ def test_default_recipe_script_detaches_with_background_and_logs(tmp_path):
     assert state["step"] == 1
     config = json.loads((out / "stage1" / "config.json").read_text())["train"]
     assert config["preset"] == "compact" and config["lr"] == 1e-3 and config["ssim_weight"] == 0.5
+    assert (config["epochs"], config["steps_per_epoch"]) == (epochs, steps_per_epoch)
     assert "best.safetensors: no such file" in (out / "train.log").read_text()
 
 
