@@ -364,7 +364,8 @@ def test_default_recipe_script_detaches_with_background_and_logs(tmp_path, recip
     out = tmp_path / "run"
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_lol_compact.sh"
     started = time.monotonic()
-    command = [str(script), "--background", *recipe, str(data), str(out), "--max-steps", "1", "--val-pairs", "2"]
+    options = ["--max-steps", "1", "--val-pairs", "2"]
+    command = [str(script), "--background", *recipe, str(data), str(out), *options]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, start_new_session=True)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 30  # it did not wait for the training
