@@ -98,12 +98,21 @@ class Stage:
         loss = self.objective
         ema = f"; validated and kept: a moving average of the weights (decay {t['ema']:g})" if t.get("ema") else ""
         warmup = f" with {t['warmup_steps']} warm-up steps" if t["schedule"] == "cosine" else ""
+        if t.get("train_time") and t["schedule"] == "cosine":
+            warmup += f", annealed over {t['train_time'] / 60:g} minutes of training"
         if previous is not None:
             start = f"from stage {number}'s {'best' if previous.validated else 'last'} weights"
         else:
             start = f"from `{Path(t['init']).name}`" if t.get("init") else "from scratch"
         return (f"{start}; {loss} loss, Adam lr {t['lr']:g}, {t['schedule']} schedule{warmup}, batch "
                 f"{t['batch_size']} x {t['crop']}x{t['crop']} crops{', 8 flips/rotations' if t['augment'] else ''}{ema}")  # fmt: skip
+
+
+def _length(train: dict) -> str:
+    """How a stage's length was set: epochs of so many steps, or a training time (validated every so many steps)."""
+    if train.get("train_time"):
+        return f"{train['train_time'] / 60:g} minutes of training, validated every {train['steps_per_epoch']} steps"
+    return f"{train['epochs']} epochs of {train['steps_per_epoch']}"
 
 
 def other_hardware(stages: list[Stage], reference: dict) -> str:
@@ -192,7 +201,7 @@ def main() -> None:
 
     stage_rows = "\n".join(
         f"| {i} | {s.recipe(stages[i - 2] if i > 1 else None, i - 1)} | {s.history[-1]['step']} "
-        f"({s.train['epochs']} epochs of {s.train['steps_per_epoch']}) | {s.minutes:.1f} | {s.checkpoint} |"
+        f"({_length(s.train)}) | {s.minutes:.1f} | {s.checkpoint} |"
         for i, s in enumerate(stages, 1)
     )
     rows = "\n".join(

@@ -16,7 +16,13 @@
 #   1. 11,000 steps (10 epochs of 1,100) instead of 21,600;  2. 1,600 (4 of 400) instead of 2,700.
 # It scores about 0.5 dB below the full recipe on held-out pairs (docs/results/quick/).
 #
-#   scripts/train_lol_compact.sh [--background] [--quick] [OUR485_FOLDER] [RUN_FOLDER] [TRAIN OPTIONS...]
+# --budget DURATION (e.g. 2h, 90m) fits the two stages into that much time on whatever CPU runs them: each
+# stage trains for its share of it (stage 1 five sixths, stage 2 one sixth, as both step recipes split
+# their time, less a minute each for start-up and the last validation) and its cosine anneals over that
+# time rather than over a number of steps (`mirnet train --train-time`); a faster CPU takes more steps.
+#
+#   scripts/train_lol_compact.sh [--background] [--quick | --budget DURATION] [OUR485_FOLDER] [RUN_FOLDER]
+#       [TRAIN OPTIONS...]
 #
 # Further options go to both stages' `mirnet train` (e.g. --precision fp32). A resumed stage is
 # given them again: options that change how it runs (--precision, --device, --compile,
@@ -26,9 +32,13 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 background=false
-quick=false
-while [[ "${1:-}" == --background || "${1:-}" == --quick ]]; do
-    [[ "$1" == --background ]] && background=true || quick=true
+recipe=()
+while [[ "${1:-}" == --background || "${1:-}" == --quick || "${1:-}" == --budget ]]; do
+    case "$1" in
+        --background) background=true ;;
+        --quick) recipe+=(--quick) ;;
+        --budget) recipe+=(--budget "${2:-}"); shift ;;
+    esac
     shift
 done
 data="${1:-$root/../shared/data/LOL/our485}"
@@ -37,8 +47,6 @@ extra=("${@:3}")
 
 if $background; then
     mkdir -p "$out"
-    recipe=()
-    $quick && recipe=(--quick)
     nohup "$0" "${recipe[@]}" "$data" "$out" "${extra[@]}" >>"$out/train.log" 2>&1 </dev/null &
     echo "training in the background (pid $!); log: $out/train.log"
     echo "after an interruption, the same command resumes it"
@@ -48,13 +56,32 @@ fi
 source "$root/scripts/stage.sh"
 
 common=(--data "$data" --preset compact --augment --schedule cosine --val-pairs 64 --ssim-weight 0.5 "${extra[@]}")
-if $quick; then
-    stage1_steps=(--epochs 10 --steps-per-epoch 1100)
-    stage2_steps=(--epochs 4 --steps-per-epoch 400)
-else
-    stage1_steps=(--epochs 18 --steps-per-epoch 1200)
-    stage2_steps=(--epochs 6 --steps-per-epoch 450)
-fi
+case "${recipe[*]:-}" in
+    "")
+        stage1_steps=(--epochs 18 --steps-per-epoch 1200)
+        stage2_steps=(--epochs 6 --steps-per-epoch 450) ;;
+    --quick)
+        stage1_steps=(--epochs 10 --steps-per-epoch 1100)
+        stage2_steps=(--epochs 4 --steps-per-epoch 400) ;;
+    "--budget "*)
+        budget="${recipe[1]}"
+        case "$budget" in
+            *h) seconds=$(awk -v v="${budget%h}" 'BEGIN { print v * 3600 }') ;;
+            *m) seconds=$(awk -v v="${budget%m}" 'BEGIN { print v * 60 }') ;;
+            *) seconds=$(awk -v v="${budget%s}" 'BEGIN { print v + 0 }') ;;
+        esac
+        if ! [[ "$budget" =~ ^[0-9]+(\.[0-9]+)?[hms]?$ ]] || ! awk -v s="$seconds" 'BEGIN { exit !(s >= 720) }'; then
+            echo "train_lol_compact.sh: error: --budget: expected a duration of at least 12m such as 2h or 90m, got '$budget'" >&2
+            exit 2
+        fi
+        stage1_steps=(--train-time "$(awk -v s="$seconds" 'BEGIN { print int(s * 5 / 6 - 60) }')" --steps-per-epoch 1200)
+        stage2_steps=(--train-time "$(awk -v s="$seconds" 'BEGIN { print int(s / 6 - 60) }')" --steps-per-epoch 450) ;;
+    *)
+        echo "train_lol_compact.sh: error: --quick and --budget are two recipes; give one" >&2
+        exit 2 ;;
+esac
+echo "$(date -u '+%F %T UTC'): ${recipe[*]:-full recipe}, $out"
 stage "$out/stage1" "${common[@]}" "${stage1_steps[@]}" --lr 1e-3 --warmup-steps 200 --val-limit 32
 stage "$out/stage2" "${common[@]}" --init "$out/stage1/best.safetensors" --crop 256 --batch-size 1 \
     "${stage2_steps[@]}" --lr 2e-4 --warmup-steps 50 --val-limit 64
+echo "$(date -u '+%F %T UTC'): both stages done, $out"

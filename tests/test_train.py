@@ -1,6 +1,7 @@
 """Training: it learns, it resumes exactly, it runs under DDP and agrees with one process."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -213,19 +214,81 @@ def test_latest_weights_are_where_the_run_stopped(data, tmp_path):
         latest_weights(tmp_path / "missing" / "last.pt")
 
 
-@pytest.mark.parametrize("schedule, ema", [("plateau", 0.0), ("cosine", 0.0), ("cosine", 0.9)])
-def test_interrupted_and_resumed_equals_uninterrupted(data, tmp_path, schedule, ema):
+@pytest.mark.parametrize("schedule, ema, stop", [("plateau", 0.0, 4), ("cosine", 0.0, 4), ("cosine", 0.9, 4),
+                                                 ("cosine", 0.0, 3)])  # fmt: skip
+def test_interrupted_and_resumed_equals_uninterrupted(data, tmp_path, schedule, ema, stop):
+    """Stopped mid-epoch 2 (step 4) or where epoch 1 ends (step 3), resumed: the same weights and records."""
     extra = {"schedule": schedule, "warmup_steps": 2, "patience": 0, "ema": ema}
     train(_config(data, tmp_path / "whole", **extra))
-    train(_config(data, tmp_path / "parts", max_steps=4, **extra))  # stops mid-epoch 2
-    assert torch.load(tmp_path / "parts" / "last.pt", weights_only=True)["step"] == 4
+    train(_config(data, tmp_path / "parts", max_steps=stop, **extra))
+    assert torch.load(tmp_path / "parts" / "last.pt", weights_only=True)["step"] == stop
     train(_config(data, tmp_path / "parts", max_steps=None, **extra), resume=True)
     whole, parts = _weights(tmp_path / "whole"), _weights(tmp_path / "parts")
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
-    read = lambda run: (run / "metrics.jsonl").read_text()  # noqa: E731
-    assert [json.loads(r)["val_psnr"] for r in read(tmp_path / "whole").splitlines()] == [
-        json.loads(r)["val_psnr"] for r in read(tmp_path / "parts").splitlines()
+    read = lambda run: [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    recorded = ("epoch", "step", "train_loss", "val_loss", "val_psnr", "val_ssim", "lr")
+    assert [[r[k] for k in recorded] for r in read(tmp_path / "whole")] == [
+        [r[k] for k in recorded] for r in read(tmp_path / "parts")
     ]
+
+
+class _FakeClock:
+    """time.time for mirnet.train that moves only when a training step is taken: one second per step."""
+
+    def __init__(self, monkeypatch):
+        import mirnet.train
+
+        self.now = 1000.0
+        monkeypatch.setattr(mirnet.train, "time", self)
+        step = mirnet.train.train_step
+
+        def timed_step(*args, **kwargs):
+            self.now += 1.0
+            return step(*args, **kwargs)
+
+        monkeypatch.setattr(mirnet.train, "train_step", timed_step)
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_train_time_ends_the_run_and_anneals_the_cosine_over_it(data, tmp_path, monkeypatch):
+    """--train-time 10 s at one (fake) second per step: 10 steps, validated every 3 and at the end; the
+    cosine's rate follows the time spent and reaches its floor as the time runs out; a resume of the
+    finished run takes no step and records nothing again; a run stopped on the way and resumed ends
+    with the same weights (the clock is part of the checkpoint)."""
+    _FakeClock(monkeypatch)
+    cfg = dict(train_time=10.0, epochs=1, schedule="cosine", lr=1e-3, min_lr=1e-6)
+    train(_config(data, tmp_path / "whole", **cfg))
+    rows = [json.loads(r) for r in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"], r["time"]) for r in rows] == [(1, 3, 3.0), (2, 6, 6.0), (3, 9, 9.0), (4, 10, 10.0)]
+    cosine = lambda t: 1e-6 + (1e-3 - 1e-6) * 0.5 * (1 + math.cos(math.pi * t / 10))  # noqa: E731
+    assert [r["lr"] for r in rows] == pytest.approx([cosine(3), cosine(6), cosine(9), 1e-6])
+    assert all(r["val_psnr"] is not None for r in rows)
+
+    finished = (tmp_path / "whole" / "last.pt").read_bytes()
+    train(_config(data, tmp_path / "whole", **cfg), resume=True)
+    assert (tmp_path / "whole" / "metrics.jsonl").read_text().count("\n") == 4
+    assert (tmp_path / "whole" / "last.pt").read_bytes() == finished
+
+    train(_config(data, tmp_path / "parts", max_steps=5, **cfg))
+    train(_config(data, tmp_path / "parts", **cfg), resume=True)
+    whole, parts = _weights(tmp_path / "whole"), _weights(tmp_path / "parts")
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+
+
+def test_train_time_is_given_as_a_duration_and_not_with_epochs(data, tmp_path, capsys):
+    from mirnet.cli import build_parser, main
+
+    parse = lambda text: build_parser().parse_args(["train", "--out", "x", "--train-time", text]).train_time  # noqa: E731
+    assert [parse(t) for t in ("2h", "90m", "1.5H", "5400", "30s")] == [7200, 5400, 5400, 5400, 30]
+    for bad in ("2x", "-1h", "0", "h"):
+        with pytest.raises(SystemExit):
+            parse(bad)
+    assert "expected a duration such as 7200, 120m or 2h, got 'h'" in capsys.readouterr().err
+    assert _cli_train(data, tmp_path / "run", "--train-time", "1h") == 2  # _cli_train gives --epochs too
+    assert "--epochs and --train-time both set how long the run trains" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_killed_at_any_moment_and_resumed_equals_uninterrupted(data, tmp_path):
@@ -355,11 +418,14 @@ def test_torchrun_two_cpu_processes_train_and_resume(data, tmp_path):
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-@pytest.mark.parametrize(("recipe", "epochs", "steps_per_epoch"), [([], 18, 1200), (["--quick"], 10, 1100)])
-def test_default_recipe_script_detaches_with_background_and_logs(tmp_path, recipe, epochs, steps_per_epoch):
-    """scripts/train_lol_compact.sh --background [--quick] returns at once; the run goes on detached, writes
-    its log in the run folder and reaches training (stopped here after one step of stage 1), with the
-    recipe's number of steps (--quick: 52% of them)."""
+@pytest.mark.parametrize(("recipe", "epochs", "steps_per_epoch", "train_time"),
+                         [([], 18, 1200, None), (["--quick"], 10, 1100, None), (["--budget", "90m"], None, 1200, 4440)])
+def test_default_recipe_script_detaches_with_background_and_logs(tmp_path, recipe, epochs, steps_per_epoch,
+                                                                 train_time):  # fmt: skip
+    """scripts/train_lol_compact.sh --background [--quick | --budget 90m] returns at once; the run goes on
+    detached, writes its log in the run folder and reaches training (stopped here after one step of stage
+    1), with the recipe's number of steps (--quick: 52% of them) or its share of the time (--budget: five
+    sixths of 90 minutes less one, in seconds)."""
     data = make_pairs(tmp_path / "pairs", count=6, size=(256, 256))
     out = tmp_path / "run"
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_lol_compact.sh"
@@ -383,8 +449,19 @@ def test_default_recipe_script_detaches_with_background_and_logs(tmp_path, recip
     assert state["step"] == 1
     config = json.loads((out / "stage1" / "config.json").read_text())["train"]
     assert config["preset"] == "compact" and config["lr"] == 1e-3 and config["ssim_weight"] == 0.5
-    assert (config["epochs"], config["steps_per_epoch"]) == (epochs, steps_per_epoch)
+    assert (config["epochs"], config["steps_per_epoch"], config["train_time"]) == (epochs, steps_per_epoch, train_time)
     assert "best.safetensors: no such file" in (out / "train.log").read_text()
+
+
+def test_recipe_script_refuses_a_bad_budget_or_two_recipes(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_lol_compact.sh"
+    for recipe, message in [(["--budget", "2x"], "expected a duration of at least 12m such as 2h or 90m, got '2x'"),
+                            (["--budget", "10m"], "got '10m'"),
+                            (["--quick", "--budget", "2h"], "--quick and --budget are two recipes; give one")]:  # fmt: skip
+        result = subprocess.run([str(script), *recipe, str(tmp_path / "pairs"), str(tmp_path / "run")],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert result.returncode == 2 and message in result.stderr
+        assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------------- the command line's guards

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -33,6 +34,19 @@ def _size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 400x600, got {text!r}") from None
     return height, width
+
+
+def _duration(text: str) -> float:
+    """Seconds from "7200", "7200s", "120m" or "2h"."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:].lower() in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit.lower()]
+        if not 0 < seconds < math.inf:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 7200, 120m or 2h, got {text!r}") from None
+    return seconds
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -134,6 +148,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.data:
             raise ValueError("--data is required (a folder with low/ and high/)")
+        if args.epochs is not None and args.train_time is not None:
+            raise ValueError("--epochs and --train-time both set how long the run trains; give one")
+        if args.train_time is not None:
+            given["epochs"] = None
         config = TrainConfig(**{**given, "model_overrides": _model_overrides(args)})
     row = train(config, resume=args.resume)
     if row:
@@ -412,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, help="default: training pairs / batch size")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (resumable)")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds (resumable)")
+    p.add_argument("--train-time", type=_duration,
+                   help="train for this long in all (e.g. 2h, 90m, 5400; validation included, across resumes) "
+                        "instead of --epochs: the cosine schedule anneals over it, epochs set only how often "
+                        "the run validates")  # fmt: skip
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
     p.add_argument("--schedule", choices=["plateau", "cosine"], help="default plateau (on validation PSNR)")
     p.add_argument("--warmup-steps", type=int, help="linear warm-up for the cosine schedule")

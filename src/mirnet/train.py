@@ -61,9 +61,13 @@ class TrainConfig:
     augment: bool = False  # the 8 flips/rotations of each crop
     exposure_jitter: float = 1.0  # multiply each low crop by a gain in [1/S, S], log-uniform (1: off)
     mixup: float = 0.0  # share of batches whose pairs are blended with pairs of the batch (0: off)
-    epochs: int = 50
+    epochs: int | None = 50  # None with train_time, which sets the run's length instead
     steps_per_epoch: int | None = None  # default: training pairs // batch size
     max_steps: int | None = None  # stop (resumably) after this many optimizer steps in all
+    # The run's length in seconds of training (validation included, across resumes) instead of epochs:
+    # it ends when they are spent, a cosine schedule anneals over them, and epochs only set how often it
+    # validates. The same recipe then fits one budget on CPUs that differ 2-3x in speed (README, Training).
+    train_time: float | None = None
     time_budget: float | None = None  # stop (resumably) after this many seconds of this invocation
     lr: float = 1e-4
     schedule: str = "plateau"  # "plateau": x0.5 when val PSNR stalls (the seeds); "cosine": warm-up + cosine
@@ -87,6 +91,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.train_time is not None and not self.train_time > 0:
+            raise ValueError(f"train-time must be a positive number of seconds, got {self.train_time}")
 
     @property
     def held_out(self) -> dict:
@@ -189,7 +195,17 @@ def _init_distributed(device: str) -> None:
         dist.init_process_group("nccl" if use_cuda else "gloo")
 
 
-def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
+class TrainingClock:
+    """Seconds a run has trained, across its resumes: what its records' time and --train-time count."""
+
+    def __init__(self, before: float = 0.0):
+        self.before, self.started = before, time.time()
+
+    def __call__(self) -> float:
+        return self.before + time.time() - self.started
+
+
+def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int | None, clock: TrainingClock):
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=0.5, patience=cfg.patience, min_lr=cfg.min_lr
@@ -200,7 +216,10 @@ def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+            if cfg.train_time:  # keyed to the time spent (the warm-up's share of it is left in: a few %)
+                progress = min(clock() / cfg.train_time, 1.0)
+            else:
+                progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
             floor = cfg.min_lr / cfg.lr
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -324,12 +343,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     sampler = CropSampler(train_pairs, cfg.crop, cfg.batch_size, cfg.augment, seed=cfg.seed + 1_000_003 * rank,
                           exposure_jitter=cfg.exposure_jitter, mixup=cfg.mixup)  # fmt: skip
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_pairs) // (cfg.batch_size * world))
-    total_steps = steps_per_epoch * cfg.epochs
+    total_steps = None if cfg.train_time else steps_per_epoch * (cfg.epochs or 0)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = _make_ema(model, cfg.ema)
     evaluated = ema.module if ema is not None else model  # the weights that are validated and saved
-    scheduler = _make_scheduler(cfg, optimizer, total_steps)
-    step, best_psnr, elapsed_before = 0, -math.inf, 0.0
+    clock = TrainingClock()
+    scheduler = _make_scheduler(cfg, optimizer, total_steps, clock)
+    step, best_psnr = 0, -math.inf
     epoch_losses: list[float] = []  # this epoch's losses so far (checkpointed: metrics resume exactly too)
 
     if resume:
@@ -344,7 +364,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["samplers"][rank])
         torch.set_rng_state(state["torch_rng"])
-        step, best_psnr, elapsed_before = state["step"], state["best_psnr"], state["elapsed"]
+        step, best_psnr, clock.before = state["step"], state["best_psnr"], state["elapsed"]
         epoch_losses = state["epoch_losses"]
         if rank == 0:
             _record_resume(run, cfg, step, runtime)
@@ -372,14 +392,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         if rank == 0:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "samplers": samplers, "torch_rng": torch.get_rng_state(),
-                     "step": step, "best_psnr": best_psnr, "elapsed": elapsed_before + time.time() - started,
+                     "step": step, "best_psnr": best_psnr, "elapsed": clock(),
                      "epoch_losses": epoch_losses}  # fmt: skip
             if ema is not None:
                 state["ema"] = ema.state_dict()
             with atomic_output(run.last) as tmp:
                 torch.save(state, tmp)
 
-    started = time.time()
+    started = clock.started = time.time()
     if not resume:  # step 0: a run stopped before its first timed checkpoint still resumes
         checkpoint()
     last_checkpoint = started
@@ -391,9 +411,44 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                         mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
     row: dict = history[-1] if history else {}
     epoch_started, epoch_steps = time.time(), 0  # for steps/s: this invocation's steps of the epoch
+
+    def finished() -> bool:  # all processes stop at the same step: the clock's verdict is agreed on
+        if cfg.train_time:
+            return _agree(clock() >= cfg.train_time, world)
+        return step >= total_steps
+
+    def end_epoch() -> None:
+        nonlocal row, best_psnr, last_checkpoint, epoch_losses, epoch_started, epoch_steps
+        now = time.time()
+        # The bare model: DDP's forward would sync buffers, a collective that uneven shards would hang.
+        metrics = validate(evaluated, val_pairs, runtime) if val_pairs else {}
+        if cfg.schedule == "plateau" and metrics:
+            scheduler.step(metrics["val_psnr"])
+        train_loss = torch.tensor(epoch_losses, dtype=torch.float64).mean().item() if epoch_losses else None
+        row = {"epoch": math.ceil(step / steps_per_epoch), "step": step, "train_loss": train_loss,
+               "val_loss": metrics.get("val_loss"), "val_psnr": metrics.get("val_psnr"),
+               "val_ssim": metrics.get("val_ssim"), "lr": optimizer.param_groups[0]["lr"],
+               "time": round(clock.before + now - clock.started, 1),
+               "steps_per_s": round(epoch_steps / max(now - epoch_started, 1e-9), 4)}  # fmt: skip
+        improved = metrics and metrics["val_psnr"] > best_psnr
+        if improved:
+            best_psnr = metrics["val_psnr"]
+        if rank == 0:
+            history.append(row)
+            if improved or (not val_pairs):
+                save_weights(evaluated, run.best, metadata=_weights_metadata(cfg, row, runtime))
+            run.write_history(history)
+            plot_history(history, run.folder, describe_loss(cfg.loss, cfg.ssim_weight))
+            if progress is not None:
+                progress.write(_format_row(row))
+        # Emptied before the checkpoint: a run resumed from it starts the next epoch's mean afresh.
+        epoch_losses, epoch_steps = [], 0
+        checkpoint()
+        last_checkpoint = epoch_started = time.time()
+
     # A max_steps already reached (it is recorded, so a resume meets it again) takes no further step.
     stop = cfg.max_steps is not None and step >= cfg.max_steps
-    while step < total_steps and not stop:
+    while not stop and not finished():
         loss = train_step(trained, optimizer, *sampler.batch(), runtime, cfg.ssim_weight, cfg.loss)
         if ema is not None:
             ema.update_parameters(model)
@@ -405,38 +460,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
-        now = time.time()
-        out_of_time = cfg.time_budget is not None and now - started >= cfg.time_budget
+        out_of_time = cfg.time_budget is not None and time.time() - started >= cfg.time_budget
         out_of_steps = cfg.max_steps is not None and step >= cfg.max_steps
         stop = _agree(out_of_time or out_of_steps, world)
         if step % steps_per_epoch == 0:
-            # The bare model: DDP's forward would sync buffers, a collective that uneven shards would hang.
-            metrics = validate(evaluated, val_pairs, runtime) if val_pairs else {}
-            if cfg.schedule == "plateau" and metrics:
-                scheduler.step(metrics["val_psnr"])
-            train_loss = torch.tensor(epoch_losses, dtype=torch.float64).mean().item() if epoch_losses else None
-            row = {"epoch": step // steps_per_epoch, "step": step, "train_loss": train_loss,
-                   "val_loss": metrics.get("val_loss"), "val_psnr": metrics.get("val_psnr"),
-                   "val_ssim": metrics.get("val_ssim"),
-                   "lr": optimizer.param_groups[0]["lr"], "time": round(elapsed_before + now - started, 1),
-                   "steps_per_s": round(epoch_steps / max(now - epoch_started, 1e-9), 4)}  # fmt: skip
-            improved = metrics and metrics["val_psnr"] > best_psnr
-            if improved:
-                best_psnr = metrics["val_psnr"]
-            if rank == 0:
-                history.append(row)
-                if improved or (not val_pairs):
-                    save_weights(evaluated, run.best, metadata=_weights_metadata(cfg, row, runtime))
-                run.write_history(history)
-                plot_history(history, run.folder, describe_loss(cfg.loss, cfg.ssim_weight))
-                if progress is not None:
-                    progress.write(_format_row(row))
-            checkpoint()
-            last_checkpoint = time.time()
-            epoch_losses, epoch_started, epoch_steps = [], time.time(), 0
+            end_epoch()
         elif stop or _agree(time.time() - last_checkpoint >= cfg.checkpoint_every, world):
             checkpoint()
             last_checkpoint = time.time()
+    if not stop and cfg.train_time and epoch_losses:
+        # The time ran out inside an epoch (its steps are still in epoch_losses, on every process, also
+        # when resumed): that partial epoch is validated and recorded as the run's last.
+        end_epoch()
     if progress is not None:
         progress.close()
     if world > 1:
