@@ -111,7 +111,8 @@ class Stage:
 def _length(train: dict) -> str:
     """How a stage's length was set: epochs of so many steps, or a training time (validated every so many steps)."""
     if train.get("train_time"):
-        return f"{train['train_time'] / 60:g} minutes of training, validated every {train['steps_per_epoch']} steps"
+        every = f"every {train['steps_per_epoch']} steps" if train.get("steps_per_epoch") else "every epoch"
+        return f"{train['train_time'] / 60:g} minutes of training, validated {every}"
     return f"{train['epochs']} epochs of {train['steps_per_epoch']}"
 
 

@@ -1,5 +1,5 @@
 # Sourced by the training scripts: stage FOLDER ARGS... trains a run in FOLDER with `mirnet train
-# ARGS...`, or resumes the run already there (a finished one is skipped), so a script run again
+# ARGS...`, or resumes the run already there (a finished one ends at once, taking no step), so a script run again
 # after an interruption continues where it stopped. Needs $root, the repository root.
 # A resume passes ARGS too: `mirnet train --resume` accepts options equal to the run's recorded
 # ones and refuses others, so a folder holding a run of another recipe fails with a clear error

@@ -7,7 +7,7 @@
 # our485 by whole scenes (420 left to train on), validate on held-out scenes only (never eval15) and
 # keep their best checkpoint; with --split full they train on all 485 pairs, and each stage keeps
 # where it ended. Run it again to resume after an interruption: a stage that has a checkpoint
-# continues, a finished stage is skipped. This is recipe v3 (2026-11-30); v2, the default before it,
+# continues, a finished stage resumes and ends at once. This is recipe v3 (2026-11-30); v2, the default before it,
 # peaked at lr 5e-4 in stage 1 (git show 44655fd:scripts/train_lol_compact.sh). v4 was this recipe
 # with --precision bf16; the shipped v5 is that with --split full.
 #
@@ -17,9 +17,11 @@
 # It scores about 0.5 dB below the full recipe on held-out pairs (docs/results/quick/).
 #
 # --budget DURATION (e.g. 2h, 90m) fits the two stages into that much time on whatever CPU runs them: each
-# stage trains for its share of it (stage 1 five sixths, stage 2 one sixth, as both step recipes split
-# their time, less a minute each for start-up and the last validation) and its cosine anneals over that
-# time rather than over a number of steps (`mirnet train --train-time`); a faster CPU takes more steps.
+# stage trains for its share of it (stage 1 five sixths, stage 2 one sixth, near --quick's 99/21 minutes;
+# the full recipe gives stage 1 about seven eighths), less a minute each for start-up and the
+# validation after the time runs out, which the stage's clock does not count. Its cosine anneals over
+# that time rather than over a number of steps (`mirnet train --train-time`); a faster CPU takes more
+# steps.
 #
 #   scripts/train_lol_compact.sh [--background] [--quick | --budget DURATION] [OUR485_FOLDER] [RUN_FOLDER]
 #       [TRAIN OPTIONS...]
@@ -33,17 +35,50 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 background=false
 recipe=()
+fail() {
+    echo "train_lol_compact.sh: error: $*" >&2
+    exit 2
+}
 while [[ "${1:-}" == --background || "${1:-}" == --quick || "${1:-}" == --budget ]]; do
     case "$1" in
         --background) background=true ;;
         --quick) recipe+=(--quick) ;;
-        --budget) recipe+=(--budget "${2:-}"); shift ;;
+        --budget)
+            [[ $# -ge 2 ]] || fail "--budget: expected a duration such as 2h or 90m"
+            recipe+=(--budget "$2")
+            shift ;;
     esac
     shift
 done
 data="${1:-$root/../shared/data/LOL/our485}"
 out="${2:-runs/lol-compact}"
 extra=("${@:3}")
+
+# The recipe is checked before --background detaches, so a mistake is reported in the terminal.
+if [[ ${#recipe[@]} -eq 0 ]]; then
+    stage1_steps=(--epochs 18 --steps-per-epoch 1200)
+    stage2_steps=(--epochs 6 --steps-per-epoch 450)
+elif [[ ${#recipe[@]} -eq 1 ]]; then
+    stage1_steps=(--epochs 10 --steps-per-epoch 1100)
+    stage2_steps=(--epochs 4 --steps-per-epoch 400)
+elif [[ ${#recipe[@]} -eq 2 && ${recipe[0]} == --budget ]]; then
+    budget="${recipe[1]}"
+    [[ "$budget" =~ ^[0-9]+(\.[0-9]+)?[hms]?$ ]] ||
+        fail "--budget: expected a duration such as 2h or 90m, got '$budget'"
+    case "$budget" in
+        *h) seconds=$(awk -v v="${budget%h}" 'BEGIN { print v * 3600 }') ;;
+        *m) seconds=$(awk -v v="${budget%m}" 'BEGIN { print v * 60 }') ;;
+        *) seconds=$(awk -v v="${budget%s}" 'BEGIN { print v + 0 }') ;;
+    esac
+    awk -v s="$seconds" 'BEGIN { exit !(s >= 720) }' ||
+        fail "--budget: expected a duration of at least 12m, got '$budget'"
+    # Less a minute per stage for loading the data and the model and for the validation after
+    # the time runs out, which the stage's own clock does not count.
+    stage1_steps=(--train-time "$(awk -v s="$seconds" 'BEGIN { print int(s * 5 / 6 - 60) }')" --steps-per-epoch 1200)
+    stage2_steps=(--train-time "$(awk -v s="$seconds" 'BEGIN { print int(s / 6 - 60) }')" --steps-per-epoch 450)
+else
+    fail "give at most one recipe: --quick or --budget DURATION, once"
+fi
 
 if $background; then
     mkdir -p "$out"
@@ -56,30 +91,6 @@ fi
 source "$root/scripts/stage.sh"
 
 common=(--data "$data" --preset compact --augment --schedule cosine --val-pairs 64 --ssim-weight 0.5 "${extra[@]}")
-case "${recipe[*]:-}" in
-    "")
-        stage1_steps=(--epochs 18 --steps-per-epoch 1200)
-        stage2_steps=(--epochs 6 --steps-per-epoch 450) ;;
-    --quick)
-        stage1_steps=(--epochs 10 --steps-per-epoch 1100)
-        stage2_steps=(--epochs 4 --steps-per-epoch 400) ;;
-    "--budget "*)
-        budget="${recipe[1]}"
-        case "$budget" in
-            *h) seconds=$(awk -v v="${budget%h}" 'BEGIN { print v * 3600 }') ;;
-            *m) seconds=$(awk -v v="${budget%m}" 'BEGIN { print v * 60 }') ;;
-            *) seconds=$(awk -v v="${budget%s}" 'BEGIN { print v + 0 }') ;;
-        esac
-        if ! [[ "$budget" =~ ^[0-9]+(\.[0-9]+)?[hms]?$ ]] || ! awk -v s="$seconds" 'BEGIN { exit !(s >= 720) }'; then
-            echo "train_lol_compact.sh: error: --budget: expected a duration of at least 12m such as 2h or 90m, got '$budget'" >&2
-            exit 2
-        fi
-        stage1_steps=(--train-time "$(awk -v s="$seconds" 'BEGIN { print int(s * 5 / 6 - 60) }')" --steps-per-epoch 1200)
-        stage2_steps=(--train-time "$(awk -v s="$seconds" 'BEGIN { print int(s / 6 - 60) }')" --steps-per-epoch 450) ;;
-    *)
-        echo "train_lol_compact.sh: error: --quick and --budget are two recipes; give one" >&2
-        exit 2 ;;
-esac
 echo "$(date -u '+%F %T UTC'): ${recipe[*]:-full recipe}, $out"
 stage "$out/stage1" "${common[@]}" "${stage1_steps[@]}" --lr 1e-3 --warmup-steps 200 --val-limit 32
 stage "$out/stage2" "${common[@]}" --init "$out/stage1/best.safetensors" --crop 256 --batch-size 1 \

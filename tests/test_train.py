@@ -277,6 +277,43 @@ def test_train_time_ends_the_run_and_anneals_the_cosine_over_it(data, tmp_path, 
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
 
 
+def test_a_timed_run_records_its_last_partial_epoch_once(data, tmp_path, monkeypatch):
+    """Stopped by --max-steps at the step where its time runs out, the run has no last row yet: the
+    resume records it. Killed after that row was written but before its checkpoint (here: the checkpoint
+    put back), the next resume writes the row again in place, not a second time."""
+    _FakeClock(monkeypatch)
+    run = tmp_path / "run"
+    cfg = dict(train_time=10.0, schedule="cosine", lr=1e-3)
+    train(_config(data, run, max_steps=10, **cfg))
+    steps = lambda: [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert steps() == [3, 6, 9]
+    before_last_row = (run / "last.pt").read_bytes()
+    train(_config(data, run, **cfg), resume=True)
+    assert steps() == [3, 6, 9, 10]
+    (run / "last.pt").write_bytes(before_last_row)
+    train(_config(data, run, **cfg), resume=True)
+    assert steps() == [3, 6, 9, 10]
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["epoch"] == 4 and last["steps_per_s"] is None  # that invocation took no step
+
+
+def test_a_run_has_one_length_epochs_or_train_time(data, tmp_path, capsys):
+    from mirnet.cli import main
+
+    assert _config(data, tmp_path / "a", train_time=60.0).epochs is None  # the time replaces the epochs
+    with pytest.raises(ValueError, match="a run needs a length: epochs or train_time"):
+        _config(data, tmp_path / "b", epochs=None)
+    run = tmp_path / "timed"
+    assert main(["train", "--data", str(data), "--out", str(run), "--preset", "ablation-1x1", "--model-config",
+                 json.dumps(TINY_MODEL), "--val-pairs", "2", "--crop", "16", "--steps-per-epoch", "2",
+                 "--train-time", "1h", "--max-steps", "1", "--device", "cpu", "--precision", "fp32"]) == 0  # fmt: skip
+    capsys.readouterr()
+    # A step recipe repeated on a timed run's folder is refused, not resumed as the timed run.
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "18", "--max-steps", "2"]) == 2
+    assert "--epochs: the run in" in capsys.readouterr().err
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 1
+
+
 def test_train_time_is_given_as_a_duration_and_not_with_epochs(data, tmp_path, capsys):
     from mirnet.cli import build_parser, main
 
@@ -454,14 +491,24 @@ def test_default_recipe_script_detaches_with_background_and_logs(tmp_path, recip
 
 
 def test_recipe_script_refuses_a_bad_budget_or_two_recipes(tmp_path):
+    """A wrong recipe is refused with one line, and before --background detaches (so it is seen)."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_lol_compact.sh"
-    for recipe, message in [(["--budget", "2x"], "expected a duration of at least 12m such as 2h or 90m, got '2x'"),
-                            (["--budget", "10m"], "got '10m'"),
-                            (["--quick", "--budget", "2h"], "--quick and --budget are two recipes; give one")]:  # fmt: skip
+    two = "give at most one recipe: --quick or --budget DURATION, once"
+    for recipe, message in [(["--budget", "2x"], "expected a duration such as 2h or 90m, got '2x'"),
+                            (["--budget", "10m"], "expected a duration of at least 12m, got '10m'"),
+                            (["--background", "--budget", "1.5d"], "got '1.5d'"),
+                            (["--quick", "--budget", "2h"], two),
+                            (["--budget", "2h", "--quick"], two),
+                            (["--budget", "2h", "--budget", "3h"], two),
+                            (["--background", "--quick", "--quick"], two)]:  # fmt: skip
         result = subprocess.run([str(script), *recipe, str(tmp_path / "pairs"), str(tmp_path / "run")],
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert result.returncode == 2 and message in result.stderr
+        assert result.returncode == 2 and result.stderr.strip().endswith(message), (recipe, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "run").exists()
+    # A --budget with nothing after it (no duration, no folders) names what is missing.
+    result = subprocess.run([str(script), "--budget"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--budget: expected a duration such as 2h or 90m" in result.stderr
 
 
 # ---------------------------------------------------------------- the command line's guards

@@ -131,6 +131,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         # recorded ones are accepted, so a script can repeat its whole command to resume; options
         # that would change what the run learns are refused rather than silently ignored.
         recorded = TrainConfig.load(run.config)
+        if recorded.train_time and args.epochs is not None:
+            raise ValueError(f"--epochs: the run in {run.folder} trains for a time (--train-time "
+                             f"{recorded.train_time:g} s), not for epochs")  # fmt: skip
         differ = {"--" + k.replace("_", "-"): (getattr(recorded, k), v) for k, v in given.items()
                   if k not in (*RESUMABLE_CHANGES, "out") and not _same_option(k, getattr(recorded, k), v)}  # fmt: skip
         for k, v in _model_overrides(args).items():
@@ -150,8 +153,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("--data is required (a folder with low/ and high/)")
         if args.epochs is not None and args.train_time is not None:
             raise ValueError("--epochs and --train-time both set how long the run trains; give one")
-        if args.train_time is not None:
-            given["epochs"] = None
         config = TrainConfig(**{**given, "model_overrides": _model_overrides(args)})
     row = train(config, resume=args.resume)
     if row:

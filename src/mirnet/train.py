@@ -91,8 +91,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.train_time is not None and not self.train_time > 0:
-            raise ValueError(f"train-time must be a positive number of seconds, got {self.train_time}")
+        if self.train_time is not None:
+            if not self.train_time > 0:
+                raise ValueError(f"train-time must be a positive number of seconds, got {self.train_time}")
+            self.epochs = None  # the time sets the run's length; epochs, if given, would be ignored
+        elif self.epochs is None:
+            raise ValueError("a run needs a length: epochs or train_time")
 
     @property
     def held_out(self) -> dict:
@@ -200,9 +204,19 @@ class TrainingClock:
 
     def __init__(self, before: float = 0.0):
         self.before, self.started = before, time.time()
+        self.agreed = before  # the time as all processes last agreed on it: what the schedule reads
 
     def __call__(self) -> float:
         return self.before + time.time() - self.started
+
+    def agree(self, world: int) -> float:
+        """The latest of the processes' clocks, on every process: under DDP each starts its clock on its
+        own, and a schedule read from each one's clock would give each its own learning rate."""
+        spent = torch.tensor([self()], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(spent, op=dist.ReduceOp.MAX)
+        self.agreed = spent.item()
+        return self.agreed
 
 
 def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int | None, clock: TrainingClock):
@@ -217,7 +231,7 @@ def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int | None, clock:
             if step < warmup:
                 return (step + 1) / warmup
             if cfg.train_time:  # keyed to the time spent (the warm-up's share of it is left in: a few %)
-                progress = min(clock() / cfg.train_time, 1.0)
+                progress = min(clock.agreed / cfg.train_time, 1.0)
             else:
                 progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
             floor = cfg.min_lr / cfg.lr
@@ -365,6 +379,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         sampler.load_state_dict(state["samplers"][rank])
         torch.set_rng_state(state["torch_rng"])
         step, best_psnr, clock.before = state["step"], state["best_psnr"], state["elapsed"]
+        clock.agreed = clock.before
         epoch_losses = state["epoch_losses"]
         if rank == 0:
             _record_resume(run, cfg, step, runtime)
@@ -412,9 +427,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     row: dict = history[-1] if history else {}
     epoch_started, epoch_steps = time.time(), 0  # for steps/s: this invocation's steps of the epoch
 
-    def finished() -> bool:  # all processes stop at the same step: the clock's verdict is agreed on
+    def finished() -> bool:
         if cfg.train_time:
-            return _agree(clock() >= cfg.train_time, world)
+            return clock.agreed >= cfg.train_time
         return step >= total_steps
 
     def end_epoch() -> None:
@@ -429,12 +444,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                "val_loss": metrics.get("val_loss"), "val_psnr": metrics.get("val_psnr"),
                "val_ssim": metrics.get("val_ssim"), "lr": optimizer.param_groups[0]["lr"],
                "time": round(clock.before + now - clock.started, 1),
-               "steps_per_s": round(epoch_steps / max(now - epoch_started, 1e-9), 4)}  # fmt: skip
+               "steps_per_s": round(epoch_steps / max(now - epoch_started, 1e-9), 4) if epoch_steps else None}  # fmt: skip
         improved = metrics and metrics["val_psnr"] > best_psnr
         if improved:
             best_psnr = metrics["val_psnr"]
         if rank == 0:
-            history.append(row)
+            # A row of this step already there was written by a run killed before its checkpoint.
+            history[:] = [r for r in history if r["step"] != step] + [row]
             if improved or (not val_pairs):
                 save_weights(evaluated, run.best, metadata=_weights_metadata(cfg, row, runtime))
             run.write_history(history)
@@ -448,6 +464,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     # A max_steps already reached (it is recorded, so a resume meets it again) takes no further step.
     stop = cfg.max_steps is not None and step >= cfg.max_steps
+    if cfg.train_time:
+        clock.agree(world)
     while not stop and not finished():
         loss = train_step(trained, optimizer, *sampler.batch(), runtime, cfg.ssim_weight, cfg.loss)
         if ema is not None:
@@ -455,6 +473,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         epoch_losses.append(loss)
         step += 1
         epoch_steps += 1
+        if cfg.train_time:  # once a step, on every process: the schedule and the end read this time
+            clock.agree(world)
         if cfg.schedule == "cosine":
             scheduler.step()
         if progress is not None:
@@ -582,7 +602,8 @@ def _format_row(row: dict) -> str:
     for key, fmt in formats.items():
         if row.get(key) is not None:
             parts.append(f"{key} {row[key]:{fmt}}")
-    parts.append(f"{row['steps_per_s']:.2f} steps/s")
+    if row.get("steps_per_s") is not None:
+        parts.append(f"{row['steps_per_s']:.2f} steps/s")
     return " | ".join(parts)
 
 
