@@ -455,6 +455,23 @@ def test_torchrun_two_cpu_processes_train_and_resume(data, tmp_path):
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_torchrun_two_cpu_processes_train_for_a_time(data, tmp_path):
+    """--train-time under DDP: the processes' clocks start apart, so they agree on one each step; if each
+    read its own, one could stop a step before the other and the other's next all-reduce would hang."""
+    run = tmp_path / "ddp-timed"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mirnet",
+               "train", "--data", str(data), "--out", str(run), "--preset", "ablation-1x1", "--model-config",
+               json.dumps(TINY_MODEL), "--val-pairs", "2", "--crop", "16", "--batch-size", "1", "--steps-per-epoch",
+               "5", "--train-time", "4s", "--schedule", "cosine", "--lr", "1e-3", "--device", "cpu", "--precision",
+               "fp32"]  # fmt: skip
+    result = _torchrun(command, {**os.environ, "OMP_NUM_THREADS": "1"}, fresh_run=run)
+    assert result.returncode == 0, _worker_errors(result.stderr)
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert rows[-1]["step"] == state["step"] > 0 and rows[-1]["time"] >= 4.0
+    assert rows[-1]["lr"] == pytest.approx(1e-6)  # the cosine ran its course over the time
+
+
 @pytest.mark.parametrize(("recipe", "epochs", "steps_per_epoch", "train_time"),
                          [([], 18, 1200, None), (["--quick"], 10, 1100, None), (["--budget", "90m"], None, 1200, 4440)])
 def test_default_recipe_script_detaches_with_background_and_logs(tmp_path, recipe, epochs, steps_per_epoch,

@@ -64,9 +64,10 @@ class TrainConfig:
     epochs: int | None = 50  # None with train_time, which sets the run's length instead
     steps_per_epoch: int | None = None  # default: training pairs // batch size
     max_steps: int | None = None  # stop (resumably) after this many optimizer steps in all
-    # The run's length in seconds of training (validation included, across resumes) instead of epochs:
-    # it ends when they are spent, a cosine schedule anneals over them, and epochs only set how often it
-    # validates. The same recipe then fits one budget on CPUs that differ 2-3x in speed (README, Training).
+    # The run's length in seconds of training (from its first step, each epoch's validation included,
+    # across resumes) instead of epochs: it ends when they are spent, a cosine schedule anneals over
+    # them, and epochs only set how often it validates. The same recipe then fits one budget on CPUs
+    # that differ 2-3x in speed (README, Training).
     train_time: float | None = None
     time_budget: float | None = None  # stop (resumably) after this many seconds of this invocation
     lr: float = 1e-4
