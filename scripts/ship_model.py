@@ -108,11 +108,11 @@ class Stage:
                 f"{t['batch_size']} x {t['crop']}x{t['crop']} crops{', 8 flips/rotations' if t['augment'] else ''}{ema}")  # fmt: skip
 
 
-def _length(train: dict) -> str:
-    """How a stage's length was set: epochs of so many steps, or a training time (validated every so many steps)."""
+def _length(train: dict, validated: bool) -> str:
+    """How a stage's length was set: epochs of so many steps, or a training time (in epochs of so many steps)."""
     if train.get("train_time"):
-        every = f"every {train['steps_per_epoch']} steps" if train.get("steps_per_epoch") else "every epoch"
-        return f"{train['train_time'] / 60:g} minutes of training, validated {every}"
+        epoch = f"{train['steps_per_epoch']} steps" if train.get("steps_per_epoch") else "a pass over the pairs"
+        return f"{train['train_time'] / 60:g} minutes of training, {'validated every' if validated else 'in epochs of'} {epoch}"
     return f"{train['epochs']} epochs of {train['steps_per_epoch']}"
 
 
@@ -202,7 +202,7 @@ def main() -> None:
 
     stage_rows = "\n".join(
         f"| {i} | {s.recipe(stages[i - 2] if i > 1 else None, i - 1)} | {s.history[-1]['step']} "
-        f"({_length(s.train)}) | {s.minutes:.1f} | {s.checkpoint} |"
+        f"({_length(s.train, s.validated)}) | {s.minutes:.1f} | {s.checkpoint} |"
         for i, s in enumerate(stages, 1)
     )
     rows = "\n".join(

@@ -29,6 +29,8 @@ BUNDLED: dict[str, BundledModel] = {
     for model in [
         BundledModel("lol-compact", "lol-compact.safetensors",
                      "compact MIRNet trained on LOL from scratch on a 2-core CPU (docs/models/lol-compact.md)"),  # fmt: skip
+        BundledModel("lol-compact-2h", "lol-compact-2h.safetensors",
+                     "lol-compact's architecture, trained in 2 hours on a 2-core CPU by --budget 2h (docs/models/lol-compact-2h.md)"),  # fmt: skip
         BundledModel("lol-micro", "lol-micro.safetensors",
                      "micro MIRNet for microcontrollers, trained on LOL 32x32 tiles (docs/models/lol-micro.md)"),  # fmt: skip
     ]
