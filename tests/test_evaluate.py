@@ -207,6 +207,20 @@ def test_ship_model_carries_a_cards_earlier_versions_over(monkeypatch):
     assert ship_model.earlier_versions("# m\n\n## Training\n\nno history here\n") == ""
 
 
+def test_ship_model_says_how_a_stage_length_was_set(monkeypatch):
+    """A timed stage on all pairs (--budget ... --split full) was never validated: the card must not say it was."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_model", SCRIPTS / "ship_model.py")
+    ship_model = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "ship_model", ship_model)
+    spec.loader.exec_module(ship_model)
+    timed = {"train_time": 5940, "steps_per_epoch": 1200, "epochs": None}
+    assert ship_model._length(timed, validated=True) == "99 minutes of training, validated every 1200 steps"
+    assert ship_model._length(timed, validated=False) == "99 minutes of training, in epochs of 1200 steps"
+    assert ship_model._length({"epochs": 18, "steps_per_epoch": 1200}, validated=False) == "18 epochs of 1200"
+
+
 def test_paired_difference_summarises_b_minus_a_per_image(tmp_path):
     header = "method,image,psnr,ssim,gt_mean_psnr\n"
     (tmp_path / "a.csv").write_text(header + "input,1,5,0.1,9\nmirnet,1,20,0.80,25\nmirnet,2,22,0.90,26\n")
