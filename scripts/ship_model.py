@@ -111,8 +111,10 @@ class Stage:
 def _length(train: dict, validated: bool) -> str:
     """How a stage's length was set: epochs of so many steps, or a training time (in epochs of so many steps)."""
     if train.get("train_time"):
-        epoch = f"{train['steps_per_epoch']} steps" if train.get("steps_per_epoch") else "a pass over the pairs"
-        return f"{train['train_time'] / 60:g} minutes of training, {'validated every' if validated else 'in epochs of'} {epoch}"
+        # An epoch without --steps-per-epoch is one pass over the training pairs.
+        epoch = f"{train['steps_per_epoch']} steps" if train.get("steps_per_epoch") else None
+        every = f"validated every {epoch or 'epoch'}" if validated else f"in epochs of {epoch or 'one pass over the pairs'}"
+        return f"{train['train_time'] / 60:g} minutes of training, {every}"
     return f"{train['epochs']} epochs of {train['steps_per_epoch']}"
 
 

@@ -193,31 +193,34 @@ def test_compare_recipes_plots_runs_and_tables_them_epoch_by_epoch(tmp_path):
         assert figure.format == "PNG"
 
 
-def test_ship_model_carries_a_cards_earlier_versions_over(monkeypatch):
-    """A re-shipped model's card is written anew, but the entries of the models it replaced stay."""
+@pytest.fixture
+def ship_model(monkeypatch):
+    """scripts/ship_model.py imported as a module, for its helpers."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("ship_model", SCRIPTS / "ship_model.py")
-    ship_model = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "ship_model", ship_model)  # its dataclasses look their module up
-    spec.loader.exec_module(ship_model)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "ship_model", module)  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ship_model_carries_a_cards_earlier_versions_over(ship_model):
+    """A re-shipped model's card is written anew, but the entries of the models it replaced stay."""
     history = "## Earlier versions\n\n### v1\n\nTrained in fp32.\n"
     assert ship_model.earlier_versions(f"# m\n\n## Training\n\nx\n\n{history}") == history
     assert ship_model.earlier_versions(f"# m\n\n{history}\n## Later\n\ny\n") == history
     assert ship_model.earlier_versions("# m\n\n## Training\n\nno history here\n") == ""
 
 
-def test_ship_model_says_how_a_stage_length_was_set(monkeypatch):
+def test_ship_model_says_how_a_stage_length_was_set(ship_model):
     """A timed stage on all pairs (--budget ... --split full) was never validated: the card must not say it was."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ship_model", SCRIPTS / "ship_model.py")
-    ship_model = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "ship_model", ship_model)
-    spec.loader.exec_module(ship_model)
     timed = {"train_time": 5940, "steps_per_epoch": 1200, "epochs": None}
     assert ship_model._length(timed, validated=True) == "99 minutes of training, validated every 1200 steps"
     assert ship_model._length(timed, validated=False) == "99 minutes of training, in epochs of 1200 steps"
+    passes = {"train_time": 600, "steps_per_epoch": None, "epochs": None}
+    assert ship_model._length(passes, validated=True) == "10 minutes of training, validated every epoch"
+    assert ship_model._length(passes, validated=False) == "10 minutes of training, in epochs of one pass over the pairs"
     assert ship_model._length({"epochs": 18, "steps_per_epoch": 1200}, validated=False) == "18 epochs of 1200"
 
 
