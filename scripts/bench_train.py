@@ -36,7 +36,10 @@ from mirnet.train import train_step
 
 def new_model(args) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model(args.preset, **({"channels": args.channels} if args.channels else {}))
+    overrides = json.loads(args.model_config) if args.model_config else {}
+    if args.channels:
+        overrides["channels"] = args.channels
+    return create_model(args.preset, **overrides)
 
 
 def batch(args) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="ablation-1x1")
     parser.add_argument("--channels", type=int)
+    parser.add_argument("--model-config", help='more MIRNetConfig overrides as JSON, e.g. \'{"num_streams": 2}\'')
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
@@ -156,7 +160,7 @@ def main() -> None:
     modes = [m for m in modes if m.precision in args.precisions.split(",")]
     print(f"hardware: {hardware_name(device)}; torch {torch.__version__}; CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"model: {args.preset} channels={args.channels or 'preset'}; "
+    print(f"model: {args.preset} channels={args.channels or 'preset'} {args.model_config or ''}; "
           f"batch {args.batch} x {args.crop}x{args.crop}; SSIM weight {args.ssim_weight}")  # fmt: skip
     results = compare_code(args, modes) if args.against else compare_modes(args, modes)
     if args.json:

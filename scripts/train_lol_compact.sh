@@ -23,8 +23,12 @@
 # that time rather than over a number of steps (`mirnet train --train-time`); a faster CPU takes more
 # steps.
 #
-#   scripts/train_lol_compact.sh [--background] [--quick | --budget DURATION] [OUR485_FOLDER] [RUN_FOLDER]
-#       [TRAIN OPTIONS...]
+# --steps E1xN1,E2xN2 gives each stage's steps as EPOCHSxSTEPS_PER_EPOCH, e.g. to repeat the steps a
+# --budget run took (its metrics.csv) on another CPU, or a recipe of another length.
+#
+# Usage:
+#   scripts/train_lol_compact.sh [--background] [--quick | --budget DURATION | --steps E1xN1,E2xN2]
+#       [OUR485_FOLDER] [RUN_FOLDER] [TRAIN OPTIONS...]
 #
 # Further options go to both stages' `mirnet train` (e.g. --precision fp32). A resumed stage is
 # given them again: options that change how it runs (--precision, --device, --compile,
@@ -39,13 +43,17 @@ fail() {
     echo "train_lol_compact.sh: error: $*" >&2
     exit 2
 }
-while [[ "${1:-}" == --background || "${1:-}" == --quick || "${1:-}" == --budget ]]; do
+while [[ "${1:-}" == --background || "${1:-}" == --quick || "${1:-}" == --budget || "${1:-}" == --steps ]]; do
     case "$1" in
         --background) background=true ;;
         --quick) recipe+=(--quick) ;;
         --budget)
             [[ $# -ge 2 ]] || fail "--budget: expected a duration such as 2h or 90m"
             recipe+=(--budget "$2")
+            shift ;;
+        --steps)
+            [[ $# -ge 2 ]] || fail "--steps: expected each stage's EPOCHSxSTEPS_PER_EPOCH, such as 18x1200,6x450"
+            recipe+=(--steps "$2")
             shift ;;
     esac
     shift
@@ -76,8 +84,13 @@ elif [[ ${#recipe[@]} -eq 2 && ${recipe[0]} == --budget ]]; then
     # the time runs out, which the stage's own clock does not count.
     stage1_steps=(--train-time "$(awk -v s="$seconds" 'BEGIN { print int(s * 5 / 6 - 60) }')" --steps-per-epoch 1200)
     stage2_steps=(--train-time "$(awk -v s="$seconds" 'BEGIN { print int(s / 6 - 60) }')" --steps-per-epoch 450)
+elif [[ ${#recipe[@]} -eq 2 && ${recipe[0]} == --steps ]]; then
+    [[ "${recipe[1]}" =~ ^([1-9][0-9]*)x([1-9][0-9]*),([1-9][0-9]*)x([1-9][0-9]*)$ ]] ||
+        fail "--steps: expected each stage's EPOCHSxSTEPS_PER_EPOCH, such as 18x1200,6x450, got '${recipe[1]}'"
+    stage1_steps=(--epochs "${BASH_REMATCH[1]}" --steps-per-epoch "${BASH_REMATCH[2]}")
+    stage2_steps=(--epochs "${BASH_REMATCH[3]}" --steps-per-epoch "${BASH_REMATCH[4]}")
 else
-    fail "give at most one recipe: --quick or --budget DURATION, once"
+    fail "give at most one recipe: --quick, --budget DURATION or --steps E1xN1,E2xN2, once"
 fi
 
 if $background; then

@@ -473,13 +473,14 @@ def test_torchrun_two_cpu_processes_train_for_a_time(data, tmp_path):
 
 
 @pytest.mark.parametrize(("recipe", "epochs", "steps_per_epoch", "train_time"),
-                         [([], 18, 1200, None), (["--quick"], 10, 1100, None), (["--budget", "90m"], None, 1200, 4440)])
+                         [([], 18, 1200, None), (["--quick"], 10, 1100, None), (["--budget", "90m"], None, 1200, 4440),
+                          (["--steps", "15x1247,7x462"], 15, 1247, None)])
 def test_default_recipe_script_detaches_with_background_and_logs(tmp_path, recipe, epochs, steps_per_epoch,
                                                                  train_time):  # fmt: skip
-    """scripts/train_lol_compact.sh --background [--quick | --budget 90m] returns at once; the run goes on
-    detached, writes its log in the run folder and reaches training (stopped here after one step of stage
-    1), with the recipe's number of steps (--quick: 52% of them) or its share of the time (--budget: five
-    sixths of 90 minutes less one, in seconds)."""
+    """scripts/train_lol_compact.sh --background [--quick | --budget 90m | --steps ...] returns at once; the run
+    goes on detached, writes its log in the run folder and reaches training (stopped here after one step of
+    stage 1), with the recipe's number of steps (--quick: 52% of them; --steps: the ones given) or its share
+    of the time (--budget: five sixths of 90 minutes less one, in seconds)."""
     data = make_pairs(tmp_path / "pairs", count=6, size=(256, 256))
     out = tmp_path / "run"
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_lol_compact.sh"
@@ -510,14 +511,18 @@ def test_default_recipe_script_detaches_with_background_and_logs(tmp_path, recip
 def test_recipe_script_refuses_a_bad_budget_or_two_recipes(tmp_path):
     """A wrong recipe is refused with one line, and before --background detaches (so it is seen)."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_lol_compact.sh"
-    two = "give at most one recipe: --quick or --budget DURATION, once"
+    two = "give at most one recipe: --quick, --budget DURATION or --steps E1xN1,E2xN2, once"
+    steps = "expected each stage's EPOCHSxSTEPS_PER_EPOCH, such as 18x1200,6x450"
     for recipe, message in [(["--budget", "2x"], "expected a duration such as 2h or 90m, got '2x'"),
                             (["--budget", "10m"], "expected a duration of at least 12m, got '10m'"),
                             (["--background", "--budget", "1.5d"], "got '1.5d'"),
                             (["--quick", "--budget", "2h"], two),
                             (["--budget", "2h", "--quick"], two),
                             (["--budget", "2h", "--budget", "3h"], two),
-                            (["--background", "--quick", "--quick"], two)]:  # fmt: skip
+                            (["--background", "--quick", "--quick"], two),
+                            (["--steps", "15x1247"], f"{steps}, got '15x1247'"),
+                            (["--background", "--steps", "0x5,1x1"], f"{steps}, got '0x5,1x1'"),
+                            (["--steps", "2x3,4x5", "--quick"], two)]:  # fmt: skip
         result = subprocess.run([str(script), *recipe, str(tmp_path / "pairs"), str(tmp_path / "run")],
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         assert result.returncode == 2 and result.stderr.strip().endswith(message), (recipe, result.stderr)
