@@ -239,6 +239,22 @@ def test_paired_difference_summarises_b_minus_a_per_image(tmp_path):
     assert len(mismatch.stderr.strip().splitlines()) == 1  # one line, no traceback
 
 
+def test_epoch_table_lists_each_stages_epochs_and_marks_one_cut_short(tmp_path):
+    header = "epoch,step,train_loss,val_loss,val_psnr,val_ssim,lr,time,steps_per_s\n"
+    (tmp_path / "s1.csv").write_text(header + "1,1200,0.3,0.1,20.004,0.80011,9.9e-4,360,3.333\n"
+                                     "2,1905,0.2,0.1,21.5,0.81,1e-6,600,2.9\n")  # fmt: skip
+    (tmp_path / "s2.csv").write_text(header + "1,450,0.2,,,,2e-4,150,3\n")  # no held-out pairs
+    result = run_script("epoch_table.py", tmp_path / "s1.csv", tmp_path / "s2.csv")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[2:] == ["| 1 | 1 | 1,200 | 20.00 / 0.8001 | 9.90e-04 | 6.0 | 3.33 |",
+                         "| 1 | 2 (705 steps) | 1,905 | 21.50 / 0.8100 | 1.00e-06 | 10.0 | 2.90 |",
+                         "| 2 | 1 | 450 | - | 2.00e-04 | 2.5 | 3.00 |"]  # fmt: skip
+    missing = run_script("epoch_table.py", tmp_path / "nope.csv")
+    assert missing.returncode == 2 and "nope.csv" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
 def test_compare_recipes_tables_training_losses_and_places_the_first_run_among_the_others(tmp_path):
     header = "epoch,step,train_loss,val_loss,val_psnr,val_ssim,lr,time,steps_per_s\n"
     (tmp_path / "full.csv").write_text(header + "1,100,0.30,,,,1e-3,60,2\n2,200,0.19,,,,1e-3,120,2\n")
