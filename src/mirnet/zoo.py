@@ -30,7 +30,7 @@ BUNDLED: dict[str, BundledModel] = {
         BundledModel("lol-compact", "lol-compact.safetensors",
                      "compact MIRNet trained on LOL from scratch on a 2-core CPU (docs/models/lol-compact.md)"),  # fmt: skip
         BundledModel("lol-compact-2h", "lol-compact-2h.safetensors",
-                     "lol-compact's architecture, trained in 2 hours on a 2-core CPU by --budget 2h (docs/models/lol-compact-2h.md)"),  # fmt: skip
+                     "compact MIRNet with two streams, trained with the steps of 2 hours on the slowest 2-core CPU seen (docs/models/lol-compact-2h.md)"),  # fmt: skip
         BundledModel("lol-micro", "lol-micro.safetensors",
                      "micro MIRNet for microcontrollers, trained on LOL 32x32 tiles (docs/models/lol-micro.md)"),  # fmt: skip
     ]
