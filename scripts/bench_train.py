@@ -30,16 +30,14 @@ from pathlib import Path
 import torch
 
 from mirnet import create_model
+from mirnet.cli import _model_overrides
 from mirnet.runtime import Runtime, hardware_name
 from mirnet.train import train_step
 
 
 def new_model(args) -> torch.nn.Module:
     torch.manual_seed(0)
-    overrides = json.loads(args.model_config) if args.model_config else {}
-    if args.channels:
-        overrides["channels"] = args.channels
-    return create_model(args.preset, **overrides)
+    return create_model(args.preset, **_model_overrides(args))
 
 
 def batch(args) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,6 +148,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of --steps steps each (--against)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    try:
+        _model_overrides(args)
+    except ValueError as error:
+        parser.error(str(error))
     if args.against and args.compile:
         parser.error("--against times eager code; it does not take --compile")
     device = torch.device(args.device)
