@@ -109,3 +109,21 @@ def test_interrupted_command_exits_130_without_traceback(monkeypatch, capsys):
     monkeypatch.setattr("mirnet.cli.cmd_presets", interrupted)
     assert main(["presets"]) == 130
     assert capsys.readouterr().err == "mirnet: interrupted\n"
+
+
+def test_running_out_of_memory_is_one_line_and_other_runtime_errors_are_not_hidden(monkeypatch, capsys):
+    def exhausted(args):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9663676416 bytes.\n"
+                           "Error code 12 (Cannot allocate memory)")  # fmt: skip
+
+    monkeypatch.setattr("mirnet.cli.cmd_presets", exhausted)
+    assert main(["presets"]) == 2
+    assert capsys.readouterr().err == ("mirnet: error: out of memory (DefaultCPUAllocator: can't allocate memory: "
+                                       "you tried to allocate 9663676416 bytes.)\n")  # fmt: skip
+
+    def bug(args):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr("mirnet.cli.cmd_presets", bug)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        main(["presets"])

@@ -250,6 +250,22 @@ def test_16bit_png_and_cmyk_jpeg_are_read(tmp_path):
     assert photo.rgb.shape == (40, 56, 3) and photo.icc_profile is None
 
 
+def test_camera_jpeg_with_a_preview_is_written_as_jpeg_and_conversions_are_reported(enhancer, tmp_path):
+    # A JPEG with a second picture, as cameras and phones write them: Pillow reads it as MPO.
+    preview = Image.fromarray(_photo()[:20, :28])
+    Image.fromarray(_photo()).save(tmp_path / "DSC_0001.JPG", format="MPO", save_all=True, append_images=[preview])
+    with Image.open(tmp_path / "DSC_0001.JPG") as camera:
+        assert camera.format == "MPO"
+    Image.fromarray((np.linspace(0, 65535, 40 * 56).reshape(40, 56)).astype(np.uint16)).save(tmp_path / "deep.png")
+    messages = []
+    summary = enhance_files([tmp_path / "DSC_0001.JPG", tmp_path / "deep.png"], tmp_path / "out", enhancer,
+                            progress=False, report=messages.append)  # fmt: skip
+    assert summary.outputs == [tmp_path / "out" / "DSC_0001.jpg", tmp_path / "out" / "deep.png"]
+    with Image.open(summary.outputs[0]) as out:
+        assert out.format == "JPEG" and out.size == (56, 40)
+    assert messages == [f"note: {tmp_path / 'deep.png'}: 16-bit input written as 8-bit"]
+
+
 def test_icc_profile_is_carried_to_the_output(enhancer, tmp_path):
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     Image.fromarray(_photo()).save(tmp_path / "tagged.png", icc_profile=profile)

@@ -124,6 +124,17 @@ def test_onnx_backend_refuses_a_missing_file(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "nope.onnx: no such file" in result.stderr
 
 
+def test_onnx_backend_refuses_a_tile_size_before_any_work(tmp_path, capsys):
+    from mirnet.cli import main
+
+    Image.fromarray(np.full((40, 52, 3), 20, np.uint8)).save(tmp_path / "dark.png")
+    assert main(["enhance", str(tmp_path / "dark.png"), "-o", str(tmp_path / "out"), "--backend", "onnx",
+                 "--tile", "64", "-q"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err == "mirnet: error: --tile 64: the onnx backend enhances whole images; leave --tile out\n"
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- TFLite and TFLite Micro
 
 tflite_needed = pytest.mark.skipif(
@@ -408,6 +419,29 @@ def test_writers_name_a_missing_output_folder_not_their_temporary_file(tmp_path)
 
     with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'absent'}: output folder does not exist$"):
         with atomic_output(tmp_path / "absent" / "m.onnx"):
+            pass
+
+
+def test_writers_name_their_output_when_the_folder_or_disk_refuses(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from mirnet.files import atomic_output
+
+    target = tmp_path / "m.safetensors"
+    with pytest.raises(OSError) as caught:  # the disk fills while the temporary file is written
+        with atomic_output(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+    def refuse(*args, **kwargs):  # root may write anywhere, so a read-only folder is simulated
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".m.safetensors.x.part"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError, match=f"Permission denied: '{target}'"):
+        with atomic_output(target):
             pass
 
 

@@ -622,6 +622,8 @@ def test_a_finished_run_without_last_pt_is_not_overwritten(data, tmp_path, capsy
         (["--model-config", "[1]"], "must be a JSON object"),
         (["--batch-size", "0"], "batch-size must be at least 1"),
         (["--val-pairs", "8"], "cannot hold out 8 of 8 pairs"),
+        (["--crop", "8", "--ssim-weight", "0.5"], "crop must be at least 11 pixels with ssim-weight"),
+        (["--lr=-1e-3"], "lr must not be negative"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(data, tmp_path, capsys, extra, message):
@@ -643,6 +645,29 @@ def test_damaged_checkpoint_and_config_are_one_line_errors(data, tmp_path, capsy
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
     assert "unknown training options sed" in capsys.readouterr().err
+
+
+def test_resume_refuses_other_pairs_or_another_number_of_processes(data, tmp_path, capsys):
+    from mirnet.cli import main
+
+    assert _cli_train(data, tmp_path / "run", "--max-steps", "1") == 0
+    config = tmp_path / "run" / "config.json"
+    record = json.loads(config.read_text())
+    make_pairs(tmp_path / "more", count=1, size=(24, 32), seed=9)
+    for side in ("low", "high"):  # a pair added to the folder since: the split, and the epochs, would change
+        (tmp_path / "more" / side / "0.png").rename(data / side / "zz.png")
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "are not the ones the run recorded" in err and "new " in err and len(err.strip().splitlines()) == 1
+    for side in ("low", "high"):
+        (data / side / "zz.png").unlink()
+    config.write_text(json.dumps({**record, "world_size": 2}))
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
+    assert "started with 2 process(es); resume it with as many, not 1" in capsys.readouterr().err
+    config.write_text(json.dumps(record))
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--max-steps", "2"]) == 0
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 2
 
 
 def test_separate_validation_data_leaves_every_pair_to_train_on(data, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import __version__
 from .config import PRESETS, MIRNetConfig, preset
 from .data import DataError
+from .errors import first_line
 from .export import ExportError
 from .files import same_file
 from .weights import WeightsError
@@ -227,6 +228,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
     model = args.weights or args.model
     if args.backend == "onnx":
+        if isinstance(args.tile, int):  # refused here, before any work, not by every image it would fail
+            raise ValueError(f"--tile {args.tile}: the onnx backend enhances whole images; leave --tile out")
         from .exported import onnx_enhancer
 
         # Whole images: the onnx enhancer reads the default tile="auto" as none.
@@ -484,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (WeightsError, DataError, ValueError, OSError, ExportError) as error:
         print(f"mirnet: error: {error}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as error:  # e.g. evaluating whole large images with a big model
+        if not isinstance(error, MemoryError) and "memory" not in str(error).lower():
+            raise  # any other RuntimeError is a bug, and its traceback is what a report needs
+        print(f"mirnet: error: out of memory ({first_line(error)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mirnet: interrupted", file=sys.stderr)

@@ -66,7 +66,9 @@ class Photo:
 
 def decode(image: Image.Image) -> Photo:
     """A Pillow image as a Photo: orientation applied, every mode brought to 8-bit RGB (+ alpha)."""
-    fmt = image.format
+    # Pillow names a JPEG that carries a second picture (a camera's preview, a phone's gain map) MPO;
+    # its first picture, the one decoded, is an ordinary JPEG, and a JPEG is what the user expects back.
+    fmt = "JPEG" if image.format == "MPO" else image.format
     notes = []
     # Pillow reads a 16-bit grayscale+alpha PNG as 8-bit RGBA; only its undecoded tile (codec, extents,
     # offset, raw mode) still says so.
@@ -533,6 +535,8 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
                                  "a smaller --tile needs less") from None  # fmt: skip
             image, options = encode(photo, rgb, out_format)
             write_image(image, target, out_format, options)
+            if photo.notes:
+                say(f"note: {file}: {'; '.join(photo.notes)}")
             summary.done += 1
             summary.outputs.append(target)
         except ImageError as err:

@@ -77,7 +77,8 @@ def export_onnx(model: MIRNet, path: str | Path, opset: int = 18) -> Path:
                                     dynamic_shapes={"x": {2: height, 3: width}}, opset_version=opset,
                                     external_data=False, dynamo=True, verbose=False)  # fmt: skip
         program.save(str(tmp))
-    _set_onnx_metadata(path, model)
+        # Before the rename: a file without its config would be read as another model (onnx_enhancer's cache).
+        _set_onnx_metadata(tmp, model)
     return path
 
 
@@ -88,8 +89,7 @@ def _set_onnx_metadata(path: Path, model: MIRNet) -> None:
     for key, value in (("mirnet_config", json.dumps(model.config.to_dict())), ("range", "[0, 1]"), ("layout", "NCHW")):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    with atomic_output(path) as tmp:
-        onnx.save(proto, str(tmp))
+    onnx.save(proto, str(path))
 
 
 # ---------------------------------------------------------------- TensorFlow Lite

@@ -15,16 +15,28 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if not path.parent.is_dir():  # else the error would name the hidden temporary file
         raise FileNotFoundError(f"{path.parent}: output folder does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+    except OSError as error:  # e.g. a read-only folder: name the output, not the temporary file
+        raise _naming(error, path) from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.filename == tmp:  # e.g. the disk filled while writing
+            raise _naming(error, path) from None
         raise
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same error about `path`: the user knows the output, not its hidden temporary file."""
+    if error.errno is None:
+        return type(error)(f"{path}: {error}")
+    return type(error)(error.errno, error.strerror, str(path))
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

@@ -92,6 +92,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if not self.lr >= 0:
+            raise ValueError(f"lr must not be negative, got {self.lr}")
+        if self.ssim_weight > 0 and self.crop < 11:  # else the first step fails inside the convolution
+            raise ValueError(f"crop must be at least 11 pixels with ssim-weight (SSIM's 11x11 window), got {self.crop}")
         if self.train_time is not None:
             if not self.train_time > 0:
                 raise ValueError(f"train-time must be a positive number of seconds, got {self.train_time}")
@@ -235,7 +239,7 @@ def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int | None, clock:
                 progress = min(clock.agreed / cfg.train_time, 1.0)
             else:
                 progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
-            floor = cfg.min_lr / cfg.lr
+            floor = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0  # lr 0 (weights kept) anneals nothing
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -368,6 +372,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     epoch_losses: list[float] = []  # this epoch's losses so far (checkpointed: metrics resume exactly too)
 
     if resume:
+        _check_same_run(run, train_pairs, val_pairs, world)
         try:
             state = torch.load(run.last, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
@@ -499,6 +504,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return row if rank == 0 else {}
+
+
+def _check_same_run(run: Run, train_pairs: list[Pair], val_pairs: list[Pair], world: int) -> None:
+    """Refuse a resume that would silently become another run: its pairs, or its processes, changed."""
+    record = json.loads(run.config.read_text())
+    # Each process's crop sampler is checkpointed, and an epoch's steps are divided among them.
+    started = record.get("world_size", 1)
+    if started != world:
+        raise ValueError(f"{run.config}: the run was started with {started} process(es); resume it with as "
+                         f"many, not {world}")  # fmt: skip
+    for name, pairs in (("train_pairs", train_pairs), ("val_pairs", val_pairs)):
+        recorded, now = record.get(name), [p.stem for p in pairs]
+        if recorded is not None and recorded != now:
+            parts = []
+            if gone := sorted(set(recorded) - set(now)):
+                parts.append("missing " + ", ".join(gone[:3]))
+            if new := sorted(set(now) - set(recorded)):
+                parts.append("new " + ", ".join(new[:3]))
+            detail = "; ".join(parts) or "in another order"
+            raise DataError(f"{run.config}: the data's {name.replace('_', ' ')} are not the ones the run "
+                            f"recorded ({detail}); resume with the data it was started on")  # fmt: skip
 
 
 def _record_resume(run: Run, cfg: TrainConfig, step: int, runtime: Runtime) -> None:
