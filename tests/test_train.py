@@ -597,12 +597,18 @@ def test_resume_may_change_how_the_run_runs_and_records_it(data, tmp_path):
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
 
 
-def test_a_reached_max_steps_takes_no_further_step_on_resume(data, tmp_path):
+def test_a_reached_max_steps_takes_no_further_step_on_resume_and_says_so(data, tmp_path, capsys):
     from mirnet.cli import main
 
     assert _cli_train(data, tmp_path / "run", "--max-steps", "1") == 0
+    capsys.readouterr()
     assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 0
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 1
+    assert "nothing to train: the run is at step 1, the end of its --max-steps" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--max-steps", "100"]) == 0  # to its end
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 0
+    assert "nothing to train: the run is at step 4, the end of its 2 epochs" in capsys.readouterr().err
 
 
 def test_a_finished_run_without_last_pt_is_not_overwritten(data, tmp_path, capsys):

@@ -472,6 +472,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     stop = cfg.max_steps is not None and step >= cfg.max_steps
     if cfg.train_time:
         clock.agree(world)
+    if resume and rank == 0 and (stop or finished()):  # said, so that a resume that trains nothing is not silent
+        if not finished():
+            length = "its --max-steps"
+        else:
+            length = f"its --train-time {cfg.train_time:g} s" if cfg.train_time else f"its {cfg.epochs} epochs"
+        message = f"{run.folder}: nothing to train: the run is at step {step}, the end of {length}"
+        if progress is not None:  # on a line of its own, not inside the bar's
+            progress.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
     while not stop and not finished():
         loss = train_step(trained, optimizer, *sampler.batch(), runtime, cfg.ssim_weight, cfg.loss)
         if ema is not None:
