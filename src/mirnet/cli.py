@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .config import PRESETS, MIRNetConfig, preset
 from .data import DataError
-from .errors import first_line
+from .errors import first_line, out_of_memory
 from .export import ExportError
 from .files import same_file
 from .weights import WeightsError
@@ -228,9 +228,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
     model = args.weights or args.model
     if args.backend == "onnx":
+        from .exported import WHOLE_IMAGES_ONLY, onnx_enhancer
+
         if isinstance(args.tile, int):  # refused here, before any work, not by every image it would fail
-            raise ValueError(f"--tile {args.tile}: the onnx backend enhances whole images; leave --tile out")
-        from .exported import onnx_enhancer
+            raise ValueError(f"--tile {args.tile}: {WHOLE_IMAGES_ONLY}")
 
         # Whole images: the onnx enhancer reads the default tile="auto" as none.
         enhancer = onnx_enhancer(model, args.self_ensemble)
@@ -489,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mirnet: error: {error}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as error:  # e.g. evaluating whole large images with a big model
-        if not isinstance(error, MemoryError) and "memory" not in str(error).lower():
+        if not out_of_memory(error):
             raise  # any other RuntimeError is a bug, and its traceback is what a report needs
         print(f"mirnet: error: out of memory ({first_line(error)})", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .data import eight_bit
+from .errors import out_of_memory
 from .files import atomic_output
 from .model import GlobalPool, MIRNet
 from .runtime import Runtime, select_runtime
@@ -527,9 +528,7 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
             except InferenceError as err:
                 raise ImageError(f"{file}: {err}") from None
             except (RuntimeError, MemoryError) as err:
-                message = str(err).lower()
-                exhausted = "out of memory" in message or "allocate memory" in message
-                if isinstance(err, RuntimeError) and not exhausted:
+                if not out_of_memory(err):
                     raise
                 raise ImageError(f"{file}: out of memory ({photo.rgb.shape[1]}x{photo.rgb.shape[0]}); "
                                  "a smaller --tile needs less") from None  # fmt: skip

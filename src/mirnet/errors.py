@@ -9,3 +9,9 @@ def first_line(error: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(error).__name__
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says memory ran out (torch raises RuntimeError for it; Python, MemoryError)."""
+    message = str(error).lower()
+    return isinstance(error, MemoryError) or "out of memory" in message or "allocate memory" in message

@@ -18,6 +18,8 @@ from .enhance import DEFAULT_OVERLAP, Enhancer, InferenceError, _starts
 from .errors import first_line
 from .export import ExportError, _require, silenced_output
 
+WHOLE_IMAGES_ONLY = "the onnx backend enhances whole images; leave --tile out"
+
 
 class OnnxEnhancer(Enhancer):
     """An Enhancer whose network is an ONNX file run by onnxruntime; whole images only (an ONNX graph
@@ -53,7 +55,7 @@ class OnnxEnhancer(Enhancer):
     def enhance_tensor(self, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                        context_pixels: int | None = None) -> torch.Tensor:  # fmt: skip
         if tile is not None and (tile < x.shape[2] or tile < x.shape[3]):
-            raise ExportError("the onnx backend enhances whole images; leave --tile out")
+            raise ExportError(WHOLE_IMAGES_ONLY)
         return self._run(x)
 
     def enhance_rgb(self, rgb: np.ndarray, tile=None, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:

@@ -34,8 +34,6 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 def _naming(error: OSError, path: Path) -> OSError:
     """The same error about `path`: the user knows the output, not its hidden temporary file."""
-    if error.errno is None:
-        return type(error)(f"{path}: {error}")
     return type(error)(error.errno, error.strerror, str(path))
 
 

@@ -372,7 +372,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     epoch_losses: list[float] = []  # this epoch's losses so far (checkpointed: metrics resume exactly too)
 
     if resume:
-        _check_same_run(run, train_pairs, val_pairs, world)
+        record = json.loads(run.config.read_text())
+        _check_same_run(record, run, train_pairs, val_pairs, world)
         try:
             state = torch.load(run.last, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
@@ -388,7 +389,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         clock.agreed = clock.before
         epoch_losses = state["epoch_losses"]
         if rank == 0:
-            _record_resume(run, cfg, step, runtime)
+            _record_resume(record, run, cfg, step, runtime)
     elif rank == 0:
         run.folder.mkdir(parents=True, exist_ok=True)
         record = {"train": dataclasses.asdict(cfg), "model": model.config.to_dict(),
@@ -472,8 +473,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     stop = cfg.max_steps is not None and step >= cfg.max_steps
     if cfg.train_time:
         clock.agree(world)
-    if resume and rank == 0 and (stop or finished()):  # said, so that a resume that trains nothing is not silent
-        if not finished():
+    ended = finished()
+    if resume and rank == 0 and (stop or ended):  # said, so that a resume that trains nothing is not silent
+        if not ended:
             length = "its --max-steps"
         else:
             length = f"its --train-time {cfg.train_time:g} s" if cfg.train_time else f"its {cfg.epochs} epochs"
@@ -516,9 +518,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     return row if rank == 0 else {}
 
 
-def _check_same_run(run: Run, train_pairs: list[Pair], val_pairs: list[Pair], world: int) -> None:
-    """Refuse a resume that would silently become another run: its pairs, or its processes, changed."""
-    record = json.loads(run.config.read_text())
+def _check_same_run(record: dict, run: Run, train_pairs: list[Pair], val_pairs: list[Pair], world: int) -> None:
+    """Refuse a resume that would silently become another run (`record`: its config.json): its pairs, or
+    its processes, changed."""
     # Each process's crop sampler is checkpointed, and an epoch's steps are divided among them.
     started = record.get("world_size", 1)
     if started != world:
@@ -537,10 +539,9 @@ def _check_same_run(run: Run, train_pairs: list[Pair], val_pairs: list[Pair], wo
                             f"recorded ({detail}); resume with the data it was started on")  # fmt: skip
 
 
-def _record_resume(run: Run, cfg: TrainConfig, step: int, runtime: Runtime) -> None:
-    """Note in config.json where the run resumed, on what, and what changed; later resumes keep the
-    changes to how it runs."""
-    record = json.loads(run.config.read_text())
+def _record_resume(record: dict, run: Run, cfg: TrainConfig, step: int, runtime: Runtime) -> None:
+    """Note in config.json (`record`, as read) where the run resumed, on what, and what changed; later
+    resumes keep the changes to how it runs."""
     before, now = record["train"], dataclasses.asdict(cfg)
     # Fields newer than the record are not changes (they hold their defaults, as load() filled them).
     changed = {k: [before[k], v] for k, v in now.items() if k != "out" and before.get(k, v) != v}
