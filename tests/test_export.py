@@ -350,6 +350,19 @@ def test_onnx_backend_takes_tiny_images_and_reports_a_failing_one(onnx_file, tmp
 
 
 @onnx_needed
+def test_onnx_enhancer_refuses_a_tile_size_in_the_python_api_before_any_work(onnx_file, tmp_path):
+    from mirnet.enhance import enhance_files
+    from mirnet.exported import OnnxEnhancer
+
+    Image.fromarray(np.zeros((70, 80, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"^tile=64: the onnx backend enhances whole images; pass tile=None$"):
+        enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=64, progress=False)
+    assert not (tmp_path / "out").exists()
+    summary = enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=None,
+                            progress=False)  # fmt: skip
+    assert summary.done == 1 and Image.open(summary.outputs[0]).size == (80, 70)
+
+@onnx_needed
 def test_onnx_backend_failures_are_one_line_even_without_a_message(onnx_file):
     from mirnet.enhance import InferenceError
     from mirnet.errors import first_line

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,7 +126,15 @@ def test_weights_record_which_pairs_they_never_saw(data, tmp_path):
     assert "with seed 0, not all of these 2 with seed 1" in trained_on_held_out(held_out, data, 2, 1)
     everything = read_metadata(tmp_path / "full" / "best.safetensors")["training"]
     assert "every pair" in trained_on_held_out(everything, data, 2, 0)
-    assert trained_on_held_out(everything, tmp_path / "elsewhere", 2, 0) is None  # another folder
+    assert trained_on_held_out(everything, tmp_path / "elsewhere", 2, 0) is None  # no such folder
+    # The same pairs under another path (a copy, or the path typed from another folder) are recognized;
+    # other pairs under the same names are not.
+    shutil.copytree(data, tmp_path / "copy")
+    assert "every pair" in trained_on_held_out(everything, tmp_path / "copy", 2, 0)
+    other = make_pairs(tmp_path / "other", count=8, size=(24, 32), seed=1)
+    assert trained_on_held_out(everything, other, 2, 0) is None
+    relative = os.path.relpath(data, tmp_path)
+    assert "every pair" in trained_on_held_out({**everything, "data": relative}, data, 2, 0)
     old = {k: v for k, v in held_out.items() if k not in ("val_pairs", "split_seed")}  # before 2026-12-01
     assert trained_on_held_out(old, data, 3, 0) is None
 

@@ -231,7 +231,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         from .exported import WHOLE_IMAGES_ONLY, onnx_enhancer
 
         if isinstance(args.tile, int):  # refused here, before any work, not by every image it would fail
-            raise ValueError(f"--tile {args.tile}: {WHOLE_IMAGES_ONLY}")
+            raise ValueError(f"--tile {args.tile}: {WHOLE_IMAGES_ONLY}; leave --tile out")
 
         # Whole images: the onnx enhancer reads the default tile="auto" as none.
         enhancer = onnx_enhancer(model, args.self_ensemble)

@@ -81,6 +81,15 @@ def find_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
     return [(stem, low[stem], high[stem]) for stem in sorted(low, key=_natural_key)]
 
 
+def data_id(root: str | Path) -> str:
+    """A fingerprint of the pairs under root (names and file sizes, nothing decoded): the same data
+    has the same one under any path, so a model's record can tell it from elsewhere."""
+    digest = hashlib.sha256()
+    for stem, low, high in find_pairs(root):
+        digest.update(f"{stem}\t{low.stat().st_size}\t{high.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 @dataclass
 class Pair:
     stem: str

@@ -264,6 +264,10 @@ class Enhancer:
         self.model = self.runtime.prepare_for_inference(model, keep_original=given).eval()
         self.self_ensemble = self_ensemble
 
+    def check_tiling(self, tile: int | str | None, overlap: int) -> None:
+        """ValueError unless this enhancer can cut images into tiles of this size and overlap."""
+        check_tiling(tile, overlap)
+
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         # Under tiling, the context pass and every tile run the 8 views in the same order, so each
         # view of a tile replays the pooled values of the same view of the whole image.
@@ -462,7 +466,8 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
                   tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP, device: str = "auto",
                   max_pixels: int | None = PIL_LIMIT, progress: bool = True, report=None) -> Summary:  # fmt: skip
     """Enhance many files into outdir; each failure is reported as one line and the batch goes on."""
-    check_tiling(tile, overlap)  # before any work: a bad value would fail every tiled image
+    # Before any work: a value the enhancer cannot use would fail every image it applies to.
+    (model.check_tiling if isinstance(model, Enhancer) else check_tiling)(tile, overlap)
     outdir = Path(outdir)
     summary = Summary()
     jobs = list(collect_inputs(inputs, recursive))

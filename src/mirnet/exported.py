@@ -18,7 +18,7 @@ from .enhance import DEFAULT_OVERLAP, Enhancer, InferenceError, _starts
 from .errors import first_line
 from .export import ExportError, _require, silenced_output
 
-WHOLE_IMAGES_ONLY = "the onnx backend enhances whole images; leave --tile out"
+WHOLE_IMAGES_ONLY = "the onnx backend enhances whole images"
 
 
 class OnnxEnhancer(Enhancer):
@@ -55,8 +55,12 @@ class OnnxEnhancer(Enhancer):
     def enhance_tensor(self, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                        context_pixels: int | None = None) -> torch.Tensor:  # fmt: skip
         if tile is not None and (tile < x.shape[2] or tile < x.shape[3]):
-            raise ExportError(WHOLE_IMAGES_ONLY)
+            raise ExportError(f"{WHOLE_IMAGES_ONLY}; pass tile=None")
         return self._run(x)
+
+    def check_tiling(self, tile: int | str | None, overlap: int) -> None:
+        if isinstance(tile, int):
+            raise ValueError(f"tile={tile}: {WHOLE_IMAGES_ONLY}; pass tile=None")
 
     def enhance_rgb(self, rgb: np.ndarray, tile=None, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
         return super().enhance_rgb(rgb, None if tile == "auto" else tile, overlap)

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .config import MIRNetConfig, preset
-from .data import CropSampler, DataError, Pair, load_pairs, split_by_scene, to_tensor, to_uint8
+from .data import CropSampler, DataError, Pair, data_id, load_pairs, split_by_scene, to_tensor, to_uint8
 from .errors import first_line
 from .files import atomic_output
 from .metrics import psnr, ssim, ssim_map
@@ -353,6 +353,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if runtime.device.type == "cuda" and world > 1:
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", torch.cuda.current_device()))
     train_pairs, val_pairs = datasets(cfg)
+    fingerprint = data_id(cfg.data)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = MIRNet(preset(cfg.preset, **cfg.model_overrides))
@@ -459,7 +460,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             # A row of this step already there was written by a run killed before its checkpoint.
             history[:] = [r for r in history if r["step"] != step] + [row]
             if improved or (not val_pairs):
-                save_weights(evaluated, run.best, metadata=_weights_metadata(cfg, row, runtime))
+                save_weights(evaluated, run.best, metadata=_weights_metadata(cfg, row, runtime, fingerprint))
             run.write_history(history)
             plot_history(history, run.folder, describe_loss(cfg.loss, cfg.ssim_weight))
             if progress is not None:
@@ -610,18 +611,27 @@ def _agree(flag: bool, world: int) -> bool:
     return bool(tensor.item())
 
 
-def _weights_metadata(cfg: TrainConfig, row: dict, runtime: Runtime) -> dict:
-    # The split is recorded in full so that a comparison can tell which pairs the weights never saw.
-    return {"training": {**cfg.held_out, "preset": cfg.preset, "epoch": row["epoch"], "step": row["step"],
-            "val_psnr": row["val_psnr"], "time_s": row["time"], **runtime.describe()}}  # fmt: skip
+def _weights_metadata(cfg: TrainConfig, row: dict, runtime: Runtime, fingerprint: str) -> dict:
+    # The split is recorded in full so that a comparison can tell which pairs the weights never saw,
+    # and the data's fingerprint (data_id) with it: the path was typed relative to somewhere.
+    return {"training": {**cfg.held_out, "data_id": fingerprint, "preset": cfg.preset, "epoch": row["epoch"],
+            "step": row["step"], "val_psnr": row["val_psnr"], "time_s": row["time"], **runtime.describe()}}  # fmt: skip
 
 
 def trained_on_held_out(training: dict, data: str | Path, val_pairs: int, split_seed: int) -> str | None:
     """Why a model whose training record is `training` may have trained on some of the pairs that the
     seeds split of `data` holds out with (val_pairs, split_seed), or None if it cannot have (as far as
     its record tells: records from before 2026-12-01 do not say how many pairs their split held out)."""
-    if not training.get("data") or Path(training["data"]).resolve() != Path(data).resolve():
-        return None  # trained on another folder
+    if not training.get("data"):
+        return None
+    if Path(training["data"]).resolve() != Path(data).resolve():
+        # Another path, relative to another folder or a copy, may still hold the same pairs.
+        try:
+            same = training.get("data_id") is not None and training["data_id"] == data_id(data)
+        except (DataError, OSError):
+            same = False
+        if not same:
+            return None  # trained on other data
     if training.get("val_data"):
         return f"it trained on every pair of {training['data']} (validating on {training['val_data']})"
     if training.get("split") == "full":
