@@ -362,6 +362,7 @@ def test_onnx_enhancer_refuses_a_tile_size_in_the_python_api_before_any_work(onn
                             progress=False)  # fmt: skip
     assert summary.done == 1 and Image.open(summary.outputs[0]).size == (80, 70)
 
+
 @onnx_needed
 def test_onnx_backend_failures_are_one_line_even_without_a_message(onnx_file):
     from mirnet.enhance import InferenceError
