@@ -2,6 +2,8 @@
 default model against the paper preset, for LOL-sized (0.24 MP), 2 MP and 12 MP images, in one run;
 the default model exported to ONNX in onnxruntime (whole images, up to 2 MP); and, with
 --models default,x8, the default model's x8 self-ensemble (`mirnet enhance --self-ensemble`).
+--model NAME puts another bundled or installed model (or a .safetensors file) in the default model's
+place in every case, e.g. --model lol-compact-2h; the tables keep calling it "default".
 
 Each (model, size) case runs in its own process so that its peak resident memory is its own. The
 paper preset on 2 MP and 12 MP would take tens of minutes on a laptop CPU; there it is timed on a few
@@ -28,18 +30,19 @@ SIZES = "400x600,1200x1680,3000x4000"
 
 
 def child(model_name: str, height: int, width: int, max_tiles: int | None, tile: str, device: str,
-          precision: str, repeat: int) -> dict:  # fmt: skip
+          precision: str, repeat: int, default: str | None = None) -> dict:  # fmt: skip
     import numpy as np
     import torch
 
     from mirnet import create_model
     from mirnet.enhance import CONTEXT_PIXELS, Enhancer, _starts, auto_tile
 
-    model = create_model("paper") if model_name == "paper" else None  # weights do not change the speed
+    # The paper preset's weights are random: weights do not change the speed.
+    model = create_model("paper") if model_name == "paper" else default
     if model_name == "onnx":  # the default model exported to ONNX, in onnxruntime: whole images only
         from mirnet.exported import onnx_enhancer
 
-        enhancer, tile = onnx_enhancer(None), "none"
+        enhancer, tile = onnx_enhancer(default), "none"
     else:
         enhancer = Enhancer(model, device=device, precision=precision, self_ensemble=model_name == "x8")
     rng = np.random.default_rng(0)
@@ -77,17 +80,19 @@ def child(model_name: str, height: int, width: int, max_tiles: int | None, tile:
     return {"model": model_name, "height": height, "width": width, "megapixels": height * width / 1e6,
             "seconds": seconds, "s_per_mp": seconds / (height * width / 1e6), "peak_rss_mb": peak_mb,
             "baseline_rss_mb": baseline_mb, "tile": chosen, "note": note,
+            "parameters": sum(p.numel() for p in enhancer.model.parameters()) if hasattr(enhancer, "model") else None,
             "runtime": enhancer.runtime.describe() if hasattr(enhancer, "runtime") else {"backend": "onnxruntime"}}  # fmt: skip
 
 
-def side_by_side(height: int, width: int, rounds: int, device: str, precision: str) -> dict:
+def side_by_side(height: int, width: int, rounds: int, device: str, precision: str,
+                 model: str | None = None) -> dict:  # fmt: skip
     """paper / default time per round on one whole image, both models in this process, interleaved."""
     import numpy as np
 
     from mirnet import create_model
     from mirnet.enhance import Enhancer
 
-    default = Enhancer(None, device=device, precision=precision)
+    default = Enhancer(model, device=device, precision=precision)
     paper = Enhancer(create_model("paper"), device=device, precision=precision)
     rgb = (np.random.default_rng(0).random((height, width, 3)) * 60).astype(np.uint8)
 
@@ -118,6 +123,8 @@ def main() -> None:
     parser.add_argument("--models", default="default,paper,onnx",
                         help="default, paper, onnx (the default model in onnxruntime, whole images up to "
                              "2 MP), x8 (the default model's self-ensemble)")
+    parser.add_argument("--model", help="the model in the default's place: a bundled or installed model's name "
+                                        "or a .safetensors file (default: the bundled default)")
     parser.add_argument("--paper-max-tiles", type=int, default=2, help="time the paper preset on this many tiles")
     parser.add_argument("--tile", default="auto")
     parser.add_argument("--device", default="cpu")
@@ -131,17 +138,28 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from mirnet.zoo import DEFAULT_MODEL
     if args.child and args.child.startswith("side-by-side:"):
         height, width = (int(v) for v in args.child.split(":")[1].split("x"))
-        print(json.dumps(side_by_side(height, width, args.side_by_side, args.device, args.precision)))
+        print(json.dumps(side_by_side(height, width, args.side_by_side, args.device, args.precision, args.model)))
         return
     if args.child:
         model, size, max_tiles = args.child.split(":")
         height, width = (int(v) for v in size.split("x"))
         limit = int(max_tiles) or None
-        print(json.dumps(child(model, height, width, limit, args.tile, args.device, args.precision, args.repeat)))
+        print(json.dumps(child(model, height, width, limit, args.tile, args.device, args.precision, args.repeat,
+                               args.model)))  # fmt: skip
         return
 
+    if args.model:  # a wrong name or file is reported once, here, rather than by every child's traceback
+        from mirnet.zoo import load_model
+        from mirnet.weights import WeightsError
+
+        try:
+            load_model(args.model)
+        except WeightsError as error:
+            sys.exit(f"bench_enhance.py: error: --model: {error}")
+    chosen_model = ["--model", args.model] if args.model else []
     rows = []
     for size in args.sizes.split(","):
         for model in args.models.split(","):
@@ -151,7 +169,7 @@ def main() -> None:
             max_tiles = args.paper_max_tiles if model == "paper" else 0
             cmd = [sys.executable, __file__, "--child", f"{model}:{size}:{max_tiles}", "--tile", args.tile,
                    "--device", args.device, "--precision", args.precision,
-                   "--repeat", str(args.repeat)]  # fmt: skip
+                   "--repeat", str(args.repeat)] + chosen_model  # fmt: skip
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 sys.exit(f"{model} at {size} failed:\n{result.stderr[-2000:]}")
@@ -162,6 +180,7 @@ def main() -> None:
     runtime = next(r["runtime"] for r in rows if "hardware" in r["runtime"])
     print(f"\n{runtime['hardware']}, {runtime['threads']} threads, {runtime['precision']}"
           f"{' + channels_last' if runtime['channels_last'] else ''}, torch {runtime['torch']}")  # fmt: skip
+    print(f"default: {args.model or DEFAULT_MODEL}; paper: the paper preset, random weights")
     print("| size | MP | default s/MP | paper s/MP | speed-up | default peak MB | paper peak MB | memory ratio |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     onnx_rows, x8_rows = [], []
@@ -197,7 +216,8 @@ def main() -> None:
             print(f"side by side: {size} skipped (whole images up to 1 MP)")
             continue
         cmd = [sys.executable, __file__, "--child", f"side-by-side:{size}",
-               "--side-by-side", str(args.side_by_side), "--device", args.device, "--precision", args.precision]
+               "--side-by-side", str(args.side_by_side), "--device", args.device, "--precision", args.precision,
+               *chosen_model]  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             sys.exit(f"side by side at {size} failed:\n{result.stderr[-2000:]}")

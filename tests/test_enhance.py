@@ -591,3 +591,19 @@ def test_arrays_of_other_types_are_refused_and_floats_clipped(enhancer):
         enhance(_photo().astype(np.uint16), model=enhancer)
     wide = _photo().astype(np.float32) / 40 - 0.5  # values from -0.5 to about 1.5: clipped at both ends
     assert np.array_equal(enhance(wide, model=enhancer), enhance(np.clip(wide, 0, 1), model=enhancer))
+
+
+def test_bench_enhance_times_the_model_it_is_given_in_the_defaults_place(tiny_weights, tmp_path):
+    from conftest import run_script
+
+    out = tmp_path / "bench.json"
+    result = run_script("bench_enhance.py", "--models", "default", "--sizes", "48x64", "--repeat", "1",
+                        "--precision", "fp32", "--model", tiny_weights, "--json", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"default: {tiny_weights};" in result.stdout
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["model"] == "default" and (run["height"], run["width"]) == (48, 64)
+    assert run["parameters"] == sum(p.numel() for p in mirnet.load_weights(tiny_weights).parameters())
+    missing = run_script("bench_enhance.py", "--models", "default", "--sizes", "48x64", "--model", tmp_path / "no.safetensors")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"bench_enhance.py: error: --model: {tmp_path / 'no.safetensors'}: no such file"
