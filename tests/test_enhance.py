@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageCms
 
 import mirnet
+from conftest import run_script
 from mirnet.cli import main
 from mirnet.enhance import Enhancer, ImageError, encode, enhance, enhance_files, read_photo
 
@@ -594,8 +595,6 @@ def test_arrays_of_other_types_are_refused_and_floats_clipped(enhancer):
 
 
 def test_bench_enhance_times_the_model_it_is_given_in_the_defaults_place(tiny_weights, tmp_path):
-    from conftest import run_script
-
     out = tmp_path / "bench.json"
     result = run_script("bench_enhance.py", "--models", "default", "--sizes", "48x64", "--repeat", "1",
                         "--precision", "fp32", "--model", tiny_weights, "--json", out)  # fmt: skip
