@@ -138,7 +138,6 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from mirnet.zoo import DEFAULT_MODEL
     if args.child and args.child.startswith("side-by-side:"):
         height, width = (int(v) for v in args.child.split(":")[1].split("x"))
         print(json.dumps(side_by_side(height, width, args.side_by_side, args.device, args.precision, args.model)))
@@ -180,6 +179,8 @@ def main() -> None:
     runtime = next(r["runtime"] for r in rows if "hardware" in r["runtime"])
     print(f"\n{runtime['hardware']}, {runtime['threads']} threads, {runtime['precision']}"
           f"{' + channels_last' if runtime['channels_last'] else ''}, torch {runtime['torch']}")  # fmt: skip
+    from mirnet.zoo import DEFAULT_MODEL
+
     print(f"default: {args.model or DEFAULT_MODEL}; paper: the paper preset, random weights")
     print("| size | MP | default s/MP | paper s/MP | speed-up | default peak MB | paper peak MB | memory ratio |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
