@@ -323,6 +323,25 @@ def test_a_run_has_one_length_epochs_or_train_time(data, tmp_path, capsys):
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 1
 
 
+def test_a_cosine_run_of_epochs_keeps_its_epochs_on_resume(data, tmp_path, capsys):
+    from mirnet.cli import main
+
+    run = tmp_path / "cosine"
+    assert _cli_train(data, run, "--schedule", "cosine", "--max-steps", "1") == 0  # 2 epochs of 2 steps
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs: the run in" in err and "anneals its cosine schedule over 2 epochs" in err
+    assert f"--init {run / 'last.pt'}" in err and len(err.strip().splitlines()) == 1
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 1  # refused: nothing trained
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--max-steps", "2"]) == 0  # its own
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+    # A plateau run has no length to keep: more epochs train on.
+    assert _cli_train(data, tmp_path / "plateau") == 0
+    assert main(["train", "--out", str(tmp_path / "plateau"), "--resume", "--epochs", "3"]) == 0
+    assert torch.load(tmp_path / "plateau" / "last.pt", weights_only=True)["step"] == 6
+
+
 def test_train_time_is_given_as_a_duration_and_not_with_epochs(data, tmp_path, capsys):
     from mirnet.cli import build_parser, main
 

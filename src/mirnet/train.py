@@ -122,9 +122,10 @@ class TrainConfig:
         return cls(**values)
 
 
-# What a resumed run may change: its budget (for that invocation, as before), and how it runs (the
-# same steps on other hardware or with other rounding, kept for later resumes). Each resume is
-# recorded in the run's config.json under "resumes", with its hardware and what changed.
+# What a resumed run may change: its budget (for that invocation, as before; epochs only where no
+# cosine anneals over them, _check_same_schedule), and how it runs (the same steps on other hardware
+# or with other rounding, kept for later resumes). Each resume is recorded in the run's config.json
+# under "resumes", with its hardware and what changed.
 BUDGET = ("epochs", "max_steps", "time_budget")
 EXECUTION = ("device", "precision", "compile", "checkpoint_every")
 RESUMABLE_CHANGES = BUDGET + EXECUTION
@@ -375,6 +376,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if resume:
         record = json.loads(run.config.read_text())
         _check_same_run(record, run, train_pairs, val_pairs, world)
+        _check_same_schedule(record, run, cfg)
         try:
             state = torch.load(run.last, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
@@ -538,6 +540,16 @@ def _check_same_run(record: dict, run: Run, train_pairs: list[Pair], val_pairs: 
             detail = "; ".join(parts) or "in another order"
             raise DataError(f"{run.config}: the data's {name.replace('_', ' ')} are not the ones the run "
                             f"recorded ({detail}); resume with the data it was started on")  # fmt: skip
+
+
+def _check_same_schedule(record: dict, run: Run, cfg: TrainConfig) -> None:
+    """Refuse another --epochs for a run whose cosine anneals over its epochs: its learning rate would
+    jump from the step it resumes at (a plateau schedule, or a cosine keyed to time, has no such length)."""
+    started = record["train"].get("epochs")
+    if cfg.schedule == "cosine" and not cfg.train_time and cfg.epochs != started:
+        raise ValueError(f"--epochs: the run in {run.folder} anneals its cosine schedule over {started} epochs; "
+                         f"{cfg.epochs} would change its learning rate from where it stopped (--max-steps stops "
+                         f"it earlier; to train on, start a new run with --init {run.last})")  # fmt: skip
 
 
 def _record_resume(record: dict, run: Run, cfg: TrainConfig, step: int, runtime: Runtime) -> None:
