@@ -202,12 +202,25 @@ def test_exif_orientation_is_applied(enhancer, tmp_path):
     Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=100, subsampling=0)
     photo = read_photo(tmp_path / "rotated.jpg")
     assert photo.rgb.shape == (50, 30, 3)
+    assert photo.exif is None and photo.notes == []  # its only tag applied: nothing left, nothing unreadable
     # Turned clockwise, as a viewer shows it (the other way differs by tens of levels).
     assert np.abs(photo.rgb.astype(int) - np.rot90(rgb, -1)).max() <= 4
     summary = enhance_files([tmp_path / "rotated.jpg"], tmp_path / "out", enhancer, progress=False)
     with Image.open(summary.outputs[0]) as out:
         assert out.size == (30, 50)
         assert out.getexif().get(0x0112) in (None, 1)  # not rotated a second time by viewers
+
+
+def test_truncated_exif_is_noted_once_and_pillow_does_not_warn(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    exif[0x0112] = 6
+    Image.fromarray(_photo()).save(tmp_path / "cut.jpg", exif=exif.tobytes()[:20])  # its tags cut short
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        photo = read_photo(tmp_path / "cut.jpg")
+    assert [str(w.message) for w in caught] == []  # Pillow's own warning would reach stderr as two raw lines
+    assert photo.exif is None and photo.notes == ["unreadable EXIF dropped"]
 
 
 def test_alpha_is_kept_and_grayscale_stays_grayscale(enhancer, tmp_path):

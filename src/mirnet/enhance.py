@@ -80,12 +80,14 @@ def decode(image: Image.Image) -> Photo:
     with warnings.catch_warnings(record=True) as caught:  # Pillow warns of corrupt EXIF on stderr
         warnings.simplefilter("always")
         image = ImageOps.exif_transpose(image)  # also drops the orientation tag from its EXIF
+        unreadable = False
         try:
             exif = image.getexif()
+            # Empty once its orientation is applied, when that was its only tag: nothing to keep.
             exif_bytes = exif.tobytes() if len(exif) else None
         except Exception:  # noqa: BLE001 - malformed tags (e.g. of the wrong type) fail in many ways
-            exif_bytes = None
-    if caught or (exif_bytes is None and image.info.get("exif")):
+            exif_bytes, unreadable = None, True
+    if caught or unreadable:
         notes.append("unreadable EXIF dropped" if exif_bytes is None else "corrupt EXIF partly kept")
     icc = image.info.get("icc_profile")
     photo = Photo(rgb=np.zeros((0, 0, 3), np.uint8), format=fmt, exif=exif_bytes, notes=notes)
@@ -135,6 +137,8 @@ def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice it; here the limit is the limit.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # A JPEG's EXIF is first read on opening (for its DPI); decode() reads it again and notes it.
+            warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
             Image.MAX_IMAGE_PIXELS = max_pixels
             try:
                 with Image.open(path) as image:
