@@ -324,6 +324,9 @@ def test_inputs_are_never_overwritten(enhancer, tmp_path):
     before = _digest(tmp_path)
     summary = enhance_files([tmp_path / "a.png"], tmp_path, enhancer, overwrite=True, progress=False)
     assert summary.failed == 1 and "would overwrite an input" in summary.errors[0]
+    # The input named as the output folder: refused before any work, in one line.
+    with pytest.raises(ValueError, match=r"a.png: is a file; the output \(-o\) is a folder$"):
+        enhance_files([tmp_path / "a.png"], tmp_path / "a.png", enhancer, overwrite=True, progress=False)
     assert _digest(tmp_path) == before
 
 

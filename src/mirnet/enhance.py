@@ -473,6 +473,8 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
     # Before any work: a value the enhancer cannot use would fail every image it applies to.
     (model.check_tiling if isinstance(model, Enhancer) else check_tiling)(tile, overlap)
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"{outdir}: is a file; the output (-o) is a folder")
     summary = Summary()
     jobs = list(collect_inputs(inputs, recursive))
     originals = {p.resolve() for p, _, error in jobs if error is None and p.exists()}
