@@ -622,3 +622,90 @@ def test_bench_enhance_times_the_model_it_is_given_in_the_defaults_place(tiny_we
     missing = run_script("bench_enhance.py", "--models", "default", "--sizes", "48x64", "--model", tmp_path / "no.safetensors")
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"bench_enhance.py: error: --model: {tmp_path / 'no.safetensors'}: no such file"
+
+
+def test_a_second_run_into_a_folder_inside_the_inputs_does_not_enhance_its_outputs(enhancer, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    first = enhance_files(["."], "enhanced", enhancer, recursive=True, progress=False)
+    assert first.done == 1 and first.outputs == [Path("enhanced/a.png")]
+    again = enhance_files(["."], "enhanced", enhancer, recursive=True, progress=False)
+    assert (again.done, again.skipped, again.failed) == (0, 1, 0)
+    assert not (tmp_path / "enhanced" / "enhanced").exists()
+    # An output folder that holds the inputs' folder is not searched around: its photos stay inputs.
+    Image.fromarray(_photo()).save(tmp_path / "enhanced" / "b.png")
+    assert enhance_files(["enhanced"], ".", enhancer, progress=False).done == 1
+
+
+def test_each_file_is_enhanced_once_however_it_is_named(enhancer, tmp_path):
+    (tmp_path / "d").mkdir()
+    Image.fromarray(_photo()).save(tmp_path / "d" / "p.png")
+    summary = enhance_files([tmp_path / "d", tmp_path / "d" / "p.png", tmp_path / "d" / ".." / "d" / "p.png"],
+                            tmp_path / "out", enhancer, progress=False)  # fmt: skip
+    assert (summary.done, summary.failed) == (1, 0)
+    # One path as a string is one path, not its characters.
+    single = enhance_files(str(tmp_path / "d" / "p.png"), tmp_path / "one", enhancer, progress=False)
+    assert (single.done, single.failed) == (1, 0)
+
+
+def test_a_quoted_glob_of_folders_searches_them_and_hidden_folders_are_left_out(enhancer, tmp_path):
+    for folder in ("shots1", "shots2", "shots1/.thumbnails"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(_photo()).save(tmp_path / folder / "x.png")
+    summary = enhance_files([str(tmp_path / "shots*")], tmp_path / "out", enhancer, recursive=True, progress=False)
+    assert summary.done == 1 and summary.failed == 1  # both are x.png: the second is refused, not overwritten
+    assert "is " in summary.errors[0] and "in this batch" in summary.errors[0]
+    hidden = enhance_files([tmp_path / "shots1"], tmp_path / "out1", enhancer, recursive=True, progress=False)
+    assert [p.name for p in hidden.outputs] == ["x.png"]  # .thumbnails/x.png is not an input
+
+
+def test_what_an_output_cannot_hold_is_dropped_with_a_note(enhancer, tmp_path):
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 70_000  # ImageDescription: more than a JPEG's EXIF segment holds
+    Image.fromarray(_photo()).save(tmp_path / "big.png", exif=exif.tobytes())
+    rgba = np.dstack([_photo(), np.full((40, 56), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "clear.png")
+    notes = []
+    summary = enhance_files([tmp_path / "big.png", tmp_path / "clear.png"], tmp_path / "out", enhancer, fmt="jpg",
+                            progress=False, report=notes.append)  # fmt: skip
+    assert summary.done == 2, summary.errors
+    assert any("big.png: EXIF of" in n and "dropped" in n for n in notes)
+    assert any("clear.png: transparency dropped (JPEG has none)" in n for n in notes)
+    frames = [Image.fromarray(_photo(seed=s)) for s in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert "the first of its 3 frames enhanced" in read_photo(tmp_path / "anim.gif").notes
+
+
+def test_an_rgb_colour_key_stays_transparent_and_a_lab_profile_is_not_put_on_rgb(tmp_path):
+    rgb = _photo()
+    rgb[0, 0] = (1, 2, 3)
+    Image.fromarray(rgb).save(tmp_path / "key.png", transparency=(1, 2, 3))
+    photo = read_photo(tmp_path / "key.png")
+    assert photo.alpha is not None and photo.alpha[0, 0] == 0 and photo.alpha[1, 1] == 255
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    Image.fromarray(_photo()).save(tmp_path / "lab.png", icc_profile=lab)
+    photo = read_photo(tmp_path / "lab.png")
+    assert photo.icc_profile is None and any("ICC profile dropped" in n for n in photo.notes)
+
+
+def test_bad_api_arguments_are_clear_errors_before_any_work(enhancer, tmp_path):
+    image = _photo()
+    for tile, message in (("512", "tile must be a size in pixels"), (True, "tile must be a size in pixels"),
+                          (1, "tile must be at least 16 pixels")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            enhance(image, model=enhancer, tile=tile)
+    with pytest.raises(ValueError, match=r"an empty image \(0x5 pixels\)"):
+        enhance(np.zeros((5, 0, 3), np.uint8), model=enhancer)
+    nan = image.astype(np.float32) / 255
+    nan[3, 3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        enhance(nan, model=enhancer)
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        Enhancer(enhancer.model, device="tpu")
+    Image.fromarray(image).save(tmp_path / "a.png")
+    for kwargs, message in (({"fmt": "tif"}, "unknown output format 'tif'"),
+                            ({"suffix": "/../../escaped"}, "a path separator"),
+                            ({"max_pixels": 0}, "max_pixels must be at least 1")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            enhance_files([tmp_path / "a.png"], tmp_path / "out", enhancer, progress=False, **kwargs)
+    assert not (tmp_path / "out").exists() and not (tmp_path.parent / "escaped.png").exists()

@@ -10,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_pairs, run_script
+from PIL import Image
+
+import mirnet
 
 from mirnet.metrics import psnr, ssim
 from mirnet.train import (TrainConfig, charbonnier, describe_loss, latest_weights, psnr_loss, ssim_loss,
@@ -164,7 +168,7 @@ def test_run_folder_has_config_metrics_checkpoints_and_plots(data, tmp_path):
             "psnr.png"} <= files  # fmt: skip
     assert not [f for f in files if f.endswith(".part")]
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and rows[-1] == row
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and {**rows[-1], "last_step": rows[-1]["step"]} == row
     assert set(rows[0]) == {"epoch", "step", "train_loss", "val_loss", "val_psnr", "val_ssim", "lr", "time",
                             "steps_per_s"}  # fmt: skip
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -219,7 +223,7 @@ def test_latest_weights_are_where_the_run_stopped(data, tmp_path):
     train(_config(data, run, epochs=1, max_steps=1))  # stopped before any validation: no best yet
     latest, raw = latest_weights(run / "last.pt").state_dict(), _weights(run)
     assert latest.keys() == raw.keys() and all(torch.equal(latest[k], raw[k]) for k in raw)
-    with pytest.raises(FileNotFoundError, match="not a training checkpoint"):
+    with pytest.raises(mirnet.WeightsError, match="not a training checkpoint"):
         latest_weights(tmp_path / "missing" / "last.pt")
 
 
@@ -768,3 +772,80 @@ def test_ship_model_ships_a_run_and_carries_the_cards_earlier_versions(data, tmp
     again = card.read_text()
     assert again.count("## Earlier versions") == 1 and again.rstrip().endswith("The first tiny model.")
     assert again.startswith("# tiny\n") and not (figures / "psnr.png").exists()
+
+
+def test_a_run_resumes_from_another_working_directory_and_its_data_is_checked(data, tmp_path, monkeypatch, capsys):
+    """The data path is recorded as typed (relative to where the run started); a resume from elsewhere
+    finds it by the absolute path config.json also keeps, or takes it given anew, if it holds the same pairs."""
+    from mirnet.cli import main
+
+    monkeypatch.chdir(data.parent)
+    run = tmp_path / "run"
+    assert main(["train", "--data", data.name, "--out", str(run), "--preset", "ablation-1x1", "--model-config",
+                 json.dumps(TINY_MODEL), "--val-pairs", "2", "--crop", "16", "--batch-size", "2", "--epochs", "2",
+                 "--steps-per-epoch", "2", "--device", "cpu", "--precision", "fp32", "--max-steps", "1"]) == 0  # fmt: skip
+    assert json.loads((run / "config.json").read_text())["train"]["data"] == data.name
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "2"]) == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    assert main(["train", "--out", str(run), "--resume", "--data", str(moved), "--max-steps", "3"]) == 0
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
+    # Another folder with the same names but other files is not the run's data.
+    low = next((moved / "low").iterdir())
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(low)
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--data", str(moved), "--max-steps", "4"]) == 2
+    assert "not the data the run" in capsys.readouterr().err
+    # Nowhere to be found: said in one line, with what to do.
+    shutil.rmtree(moved)
+    record = json.loads((run / "config.json").read_text())
+    record["paths"]["data"] = str(moved)
+    (run / "config.json").write_text(json.dumps(record))
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert f"--data: the run's {data.name} is not found from {elsewhere}" in err and err.count("\n") == 1
+
+
+def test_bad_validation_pairs_and_options_are_refused_before_training(data, tmp_path, capsys):
+    from mirnet.cli import main
+
+    tiny = make_pairs(tmp_path / "tiny", count=2, size=(8, 8))
+    assert _cli_train(data, tmp_path / "a", "--val-data", str(tiny)) == 2
+    err = capsys.readouterr().err
+    assert "validation 2 of 2 pairs are smaller than SSIM's 11x11 window" in err and "(8x8)" in err
+    assert not (tmp_path / "a" / "last.pt").exists()
+    assert main(["evaluate", "--data", str(tiny), "--baselines"]) == 2
+    assert "2 of 2 pairs are smaller than SSIM's 11x11 window" in capsys.readouterr().err
+    for option, message in ((["--val-limit", "0"], "argument --val-limit: must be at least 1, got 0"),
+                            (["--time-budget", "-5"], "argument --time-budget: expected a duration")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            _cli_train(data, tmp_path / "b", *option)
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="val-limit must be at least 1"):
+        _config(data, tmp_path / "c", val_limit=0)
+    with pytest.raises(ValueError, match="time-budget must be a positive"):
+        _config(data, tmp_path / "c", time_budget=-5)
+
+
+def test_a_damaged_last_pt_is_one_line_and_a_runs_last_pt_loads_as_a_model(data, tmp_path, capsys):
+    from mirnet.cli import main
+
+    run = tmp_path / "run"
+    assert _cli_train(data, run, "--max-steps", "3") == 0
+    out = capsys.readouterr().out
+    assert "stopped at step 3 (last.pt); epoch 1, step 2," in out
+    assert torch.equal(mirnet.load_model(run / "last.pt").state_dict()[next(iter(_weights(run)))],
+                       next(iter(_weights(run).values())))  # fmt: skip
+    assert main(["evaluate", "--data", str(data), "--weights", str(run / "last.pt"), "--summary"]) == 0
+    with pytest.raises(SystemExit):  # argparse's refusal: one of the two, not one silently over the other
+        main(["evaluate", "--data", str(data), "--weights", str(run / "last.pt"), "--model", "lol-micro"])
+    assert "argument --model: not allowed with argument --weights" in capsys.readouterr().err
+    state = torch.load(run / "last.pt", weights_only=True)
+    del state["epoch_losses"]
+    torch.save(state, run / "last.pt")
+    assert main(["train", "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"mirnet: error: {run / 'last.pt'}: cannot resume from this checkpoint (KeyError: 'epoch_losses')\n"

@@ -137,9 +137,22 @@ def test_official_loader_never_runs_pickled_code(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"state_dict": {}, "payload": _Exploit(marker)}, f, protocol=2)
-    with pytest.raises(WeightsError, match="evil.pth: not a readable torch checkpoint"):
+    with pytest.raises(WeightsError, match="evil.pth: not a readable torch checkpoint") as raised:
         load_official_checkpoint(path)
     assert not os.path.exists(marker)
+    # One line, with torch's reason, and without its advice to load the file in a way that runs its code.
+    message = str(raised.value)
+    assert "\n" not in message and "weights_only" not in message and "Python objects besides tensors" in message
+
+
+def test_official_loader_says_what_is_missing_and_refuses_a_folder(tmp_path):
+    partial = tmp_path / "partial.pth"
+    torch.save({"conv_in.weight": torch.zeros(8, 3, 3, 3)}, partial)
+    with pytest.raises(WeightsError, match="partial.pth: not a MIRNet checkpoint \\(no tensors of its first MRB"):
+        load_official_checkpoint(partial)
+    (tmp_path / "folder.pth").mkdir()
+    with pytest.raises(WeightsError, match="folder.pth: a folder, not a checkpoint file"):
+        load_official_checkpoint(tmp_path / "folder.pth")
 
 
 @pytest.mark.parametrize("share", [True, False])

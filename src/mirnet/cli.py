@@ -37,6 +37,21 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _at_least(minimum: int):
+    """An argparse type: an integer of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _duration(text: str) -> float:
     """Seconds from "7200", "7200s", "120m" or "2h"."""
     units = {"s": 1, "m": 60, "h": 3600}
@@ -109,11 +124,43 @@ def _model_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def _same_path(recorded: str | None, given: str) -> bool:
+    """Whether a path given on resume leads where the recorded one does (from here)."""
+    if recorded is not None and Path(given).exists():
+        return Path(recorded).resolve() == Path(given).resolve()
+    return recorded == given
+
+
 def _same_option(name: str, recorded, given) -> bool:
     """Whether a training option given again on resume is the recorded one (paths by where they lead)."""
-    if name in ("data", "init", "val_data") and recorded is not None and Path(str(given)).exists():
-        return Path(str(recorded)).resolve() == Path(str(given)).resolve()
-    return recorded == given
+    return _same_path(recorded, given) if name == "init" else recorded == given
+
+
+# Where the run's data is now may differ from where it was started (another working directory, a
+# moved copy): like --out, --data and --val-data may be given anew on resume, and train() checks that
+# they hold the recorded pairs (names and file sizes).
+DATA_LOCATIONS = ("data", "val_data")
+
+
+def _data_locations(run, recorded, given: dict) -> dict:
+    """The run's data folders for a resume: as given, else as recorded if they are found from here,
+    else where the run last found them (absolute paths kept in config.json)."""
+    import json
+
+    found = json.loads(run.config.read_text()).get("paths", {})
+    where = {}
+    for name in DATA_LOCATIONS:
+        value = getattr(recorded, name)
+        if name in given and not _same_path(value, given[name]):  # the same folder by another name: as recorded
+            value = given[name]
+        elif value and not Path(value).is_dir():
+            if not (name in found and Path(found[name]).is_dir()):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag}: the run's {value} is not found from {Path.cwd()}; resume with "
+                                 f"{flag} FOLDER, where that data is now")  # fmt: skip
+            value = found[name]
+        where[name] = value
+    return where
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -136,7 +183,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--epochs: the run in {run.folder} trains for a time (--train-time "
                              f"{recorded.train_time:g} s), not for epochs")  # fmt: skip
         differ = {"--" + k.replace("_", "-"): (getattr(recorded, k), v) for k, v in given.items()
-                  if k not in (*RESUMABLE_CHANGES, "out") and not _same_option(k, getattr(recorded, k), v)}  # fmt: skip
+                  if k not in (*RESUMABLE_CHANGES, "out") and not (k in DATA_LOCATIONS and getattr(recorded, k))
+                  and not _same_option(k, getattr(recorded, k), v)}  # fmt: skip
         for k, v in _model_overrides(args).items():
             was = recorded.model_overrides.get(k)
             if was != v:
@@ -148,7 +196,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                              f"can change ({names})")  # fmt: skip
         changes = {k: v for k, v in given.items() if k in RESUMABLE_CHANGES}
         # The folder given, not the one recorded: a copied or moved run resumes where it now is.
-        config = dataclasses.replace(recorded, out=str(args.out), **changes)
+        config = dataclasses.replace(recorded, out=str(args.out), **changes,
+                                     **_data_locations(run, recorded, given))  # fmt: skip
     else:
         if not args.data:
             raise ValueError("--data is required (a folder with low/ and high/)")
@@ -156,19 +205,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("--epochs and --train-time both set how long the run trains; give one")
         config = TrainConfig(**{**given, "model_overrides": _model_overrides(args)})
     row = train(config, resume=args.resume)
-    if row:
-        print(f"{config.out}: epoch {row['epoch']}, step {row['step']}, val PSNR {row.get('val_psnr')}")
+    if "epoch" in row:
+        where = "" if row["last_step"] == row["step"] else f"stopped at step {row['last_step']} (last.pt); "
+        print(f"{config.out}: {where}epoch {row['epoch']}, step {row['step']}, val PSNR {row.get('val_psnr')}")
+    elif row:
+        print(f"{config.out}: stopped at step {row['last_step']} (last.pt), before its first epoch ended")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .data import load_pairs
+    from .data import load_pairs, smaller_than
     from .evaluate import comparison_figure, evaluate, model_method
     from .runtime import select_runtime
 
     pairs = load_pairs(args.data)
+    if small := smaller_than(pairs, 11, "SSIM's 11x11 window"):  # said before any work, with the pairs named
+        raise DataError(f"{args.data}: {small}")
     methods = {}
     if args.model or args.weights:
         from .zoo import load_model
@@ -256,18 +310,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if same_file(output, model_file(source)):  # a model given by name too: its file in $MIRNET_HOME
         raise WeightsError(f"{output}: refusing to overwrite the input weights")
+    # Options another format would use are refused, not ignored (an onnx export is float32, of any size).
+    ignored = {"onnx": ("int8", "calibration", "height", "width", "tile", "overlap"),
+               "tflite": ("tile", "overlap"), "micro": ("int8", "height", "width")}[args.format]  # fmt: skip
+    if given := [f"--{name}" for name in ignored if getattr(args, name) not in (None, False)]:
+        raise ValueError(f"{', '.join(given)}: not an option of the {args.format} export")
     if args.calibration and args.format == "tflite" and not args.int8:
         raise ValueError("--calibration sets int8 ranges: add --int8 (a float32 export needs none)")
     if args.calibration_count < 1:
         raise ValueError(f"--calibration-count must be at least 1, got {args.calibration_count}")
+    _check_export_output(output, args.format, args.overwrite)  # before the conversion, which takes minutes
+    height, width = args.height or 400, args.width or 600
+    tile, overlap = args.tile or export.MICRO_TILE, export.MICRO_OVERLAP if args.overlap is None else args.overlap
     model = load_model(source)
     if args.format == "onnx":
         export.export_onnx(model, output)
-        print(f"wrote {output} ({output.stat().st_size:,} bytes): input 'low' 1x3xHxW float in [0, 1], any H, W")
+        print(f"wrote {output} ({output.stat().st_size:,} bytes): input 'low' 1x3xHxW float in [0, 1], "
+              "any H, W of at least 4")
         return 0
     calibration = None
     if args.int8 or args.format == "micro":
-        size = (args.tile, args.tile) if args.format == "micro" else (args.height, args.width)
+        size = (tile, tile) if args.format == "micro" else (height, width)
         if args.calibration:
             calibration = export.calibration_tiles(args.calibration, *size, count=args.calibration_count)
         else:
@@ -275,11 +338,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             print("calibrating int8 ranges on the drawn sample scene; --calibration FOLDER (e.g. LOL/our485) "
                   "uses real photos", file=sys.stderr)  # fmt: skip
     if args.format == "tflite":
-        export.export_tflite(model, output, args.height, args.width, calibration)
+        export.export_tflite(model, output, height, width, calibration)
         kind = "int8" if calibration is not None else "float32"
-        print(f"wrote {output} ({output.stat().st_size:,} bytes): {kind}, input 1x{args.height}x{args.width}x3 NHWC")
+        print(f"wrote {output} ({output.stat().st_size:,} bytes): {kind}, input 1x{height}x{width}x3 NHWC")
         return 0
-    report = export.export_micro(model, output, calibration, tile=args.tile, overlap=args.overlap,
+    report = export.export_micro(model, output, calibration, tile=tile, overlap=overlap,
                                  name=Path(str(source or "mirnet")).stem.replace("-", "_"))  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
@@ -287,13 +350,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     fast, slow = report["ms_per_qcif_frame_estimate"]
     print(f"wrote {output}/: int8 model {report['model_bytes']:,} bytes, tensor arena {report['arena_bytes']:,} "
           f"bytes measured in TFLite Micro ({report['arena_bytes_in_sketch']:,} in the sketch), "
-          f"{report['tiles_per_qcif_frame']} tiles of {args.tile}x{args.tile} per QCIF frame, "
+          f"{report['tiles_per_qcif_frame']} tiles of {tile}x{tile} per QCIF frame, "
           f"{report['macs_per_qcif_frame'] / 1e6:.0f} M MACs per frame: about {fast / 1e3:.1f}-{slow / 1e3:.1f} s "
           f"per frame estimated ({report['estimate_assumptions']})")  # fmt: skip
     if not report["fits_nano_33_ble_sense"]:
+        smaller = "smaller tiles (--tile)" + ("" if source == "lol-micro" else " or a smaller model (lol-micro)")
         print(f"warning: too large for an Arduino Nano 33 BLE Sense (arena at most {export.BOARD_ARENA_BUDGET:,} "
-              f"bytes, model at most {export.BOARD_MODEL_BUDGET:,}); smaller tiles or lol-micro fit", file=sys.stderr)
+              f"bytes, arena + frame + overlaps at most {export.BOARD_STATIC_RAM_BUDGET:,}, model at most "
+              f"{export.BOARD_MODEL_BUDGET:,}); try {smaller}", file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _check_export_output(output: Path, format: str, overwrite: bool) -> None:
+    """Refuse an output the export could not write, or would overwrite unasked, before any work."""
+    if format == "micro":  # a folder, created if need be
+        if output.exists() and not output.is_dir():
+            raise ValueError(f"{output}: is a file; the micro export writes a folder")
+        ours = [output / "micro.json", output / "mirnet_micro" / "mirnet_micro.ino"]
+        if not overwrite and (held := [str(p) for p in ours if p.exists()]):
+            raise ValueError(f"{held[0]}: exists (an earlier export, perhaps edited); --overwrite replaces it")
+        return
+    if output.is_dir():
+        raise ValueError(f"{output}: is a folder; give the {format} file to write")
+    if not output.parent.is_dir():
+        raise ValueError(f"{output.parent}: no such folder")
+    if output.exists() and not overwrite:
+        raise ValueError(f"{output}: exists; --overwrite replaces it")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -342,6 +424,9 @@ def _pil_limit() -> int:
     return Image.MAX_IMAGE_PIXELS
 
 
+WEIGHTS_HELP = "a mirnet .safetensors file, a training run's last.pt or an official MIRNet .pth checkpoint"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirnet", description="Low-light image enhancement with MIRNet.")
     parser.add_argument("--version", action="version", version=f"mirnet {__version__}")
@@ -350,8 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("enhance", help="enhance photos: files, folders, globs")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", default="enhanced", help="output folder (default ./enhanced)")
-    p.add_argument("--model", help="a bundled or installed model's name (default: the bundled default)")
-    p.add_argument("--weights", help="a .safetensors file of mirnet or an official .pth checkpoint")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", help="a bundled or installed model's name (default: the bundled default)")
+    source.add_argument("--weights", help=WEIGHTS_HELP + "; with --backend onnx, a .onnx file")
     p.add_argument("--tile", type=_tile, default="auto",
                    help="tile size in pixels, or none for whole images (default auto: tiles above 1 MP)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels, blended (default 32)")
@@ -360,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["png", "jpg", "webp"], help="output format (default: the input's)")
     p.add_argument("--recursive", action="store_true", help="look into sub-folders too")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: skip them)")
-    p.add_argument("--max-pixels", type=int, default=_pil_limit(),
+    p.add_argument("--max-pixels", type=_at_least(1), default=_pil_limit(),
                    help="refuse larger images, a guard against decompression bombs (default: Pillow's)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run an ONNX export (--weights FILE.onnx, or the model exported on the fly) "
@@ -375,16 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="ONNX, TensorFlow Lite (float32/int8), or a TFLite Micro sketch")
     p.add_argument("format", choices=["onnx", "tflite", "micro"])
     p.add_argument("-o", "--output", required=True, help="a file (onnx, tflite) or a folder (micro)")
-    p.add_argument("--model", help="a bundled or installed model's name (default: the default; lol-micro for micro)")
-    p.add_argument("--weights", help="a .safetensors file of mirnet or an official .pth checkpoint")
-    p.add_argument("--height", type=int, default=400, help="tflite input height (default 400)")
-    p.add_argument("--width", type=int, default=600, help="tflite input width (default 600)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", help="a bundled or installed model's name (default: the default; lol-micro for micro)")
+    source.add_argument("--weights", help=WEIGHTS_HELP)
+    p.add_argument("--height", type=_at_least(4), help="tflite input height (default 400)")
+    p.add_argument("--width", type=_at_least(4), help="tflite input width (default 600)")
     p.add_argument("--int8", action="store_true", help="tflite: full-integer int8 (int8 input and output)")
     p.add_argument("--calibration", help="int8 ranges from crops of these images (a folder, or a paired folder's low/)")
     p.add_argument("--calibration-count", type=int, default=64, help="calibration crops (default 64)")
-    p.add_argument("--tile", type=int, default=32, help="micro: tile size in pixels (default 32)")
-    p.add_argument("--overlap", type=int, default=8, help="micro: tile overlap in the sketch (default 8)")
+    p.add_argument("--tile", type=int, help="micro: tile size in pixels (default 32)")
+    p.add_argument("--overlap", type=int, help="micro: tile overlap in the sketch (default 8)")
     p.add_argument("--json", action="store_true", help="micro: print the report as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export at --output")
     p.set_defaults(run=cmd_export)
 
     p = commands.add_parser("models", help="the bundled and installed models, with their metrics")
@@ -394,8 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", help="enhance a sample (or IMAGE) and write a side-by-side picture")
     p.add_argument("image", nargs="?", help="a photo to use instead of the drawn sample")
     p.add_argument("-o", "--output", default="mirnet-demo.png", help="where to write it (default mirnet-demo.png)")
-    p.add_argument("--model", help="a bundled or installed model's name")
-    p.add_argument("--weights", help="a .safetensors file")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", help="a bundled or installed model's name")
+    source.add_argument("--weights", help=WEIGHTS_HELP)
     p.set_defaults(run=cmd_demo)
 
     p = commands.add_parser("presets", help="list the named configurations with their size and cost")
@@ -422,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["seeds", "full"], help="seeds: hold out 185 pairs by scene (default); full: train on all")
     p.add_argument("--val-pairs", type=int, help="pairs held out by the seeds split (default 185)")
     p.add_argument("--val-data", help="validate on this paired folder instead")
-    p.add_argument("--val-limit", type=int, help="validate on the first N validation pairs only")
+    p.add_argument("--val-limit", type=_at_least(1), help="validate on the first N validation pairs only")
     p.add_argument("--crop", type=int, help="training crop size (default 128)")
     p.add_argument("--batch-size", type=int, help="crops per step and process (default 4)")
     p.add_argument("--augment", action="store_true", default=None, help="random flips/rotations (8)")
@@ -434,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="default 50")
     p.add_argument("--steps-per-epoch", type=int, help="default: training pairs / batch size")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (resumable)")
-    p.add_argument("--time-budget", type=float, help="stop after this many seconds (resumable)")
+    p.add_argument("--time-budget", type=_duration, help="stop after this long in this invocation (e.g. 600, 10m; resumable)")
     p.add_argument("--train-time", type=_duration,
                    help="train for this long in all (e.g. 2h, 90m, 5400; validation included, across resumes) "
                         "instead of --epochs: the cosine schedule anneals over it, epochs set only how often "
@@ -456,12 +545,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", help="score MIRNet and classical baselines on paired images")
     p.add_argument("--data", required=True, help="paired folder with low/ and high/ (e.g. LOL/eval15)")
-    p.add_argument("--model", help="a bundled model's name")
-    p.add_argument("--weights", help="a .safetensors file of mirnet or an official .pth checkpoint")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", help="a bundled or installed model's name")
+    source.add_argument("--weights", help=WEIGHTS_HELP)
     p.add_argument("--label", help="the model's name in the tables (default mirnet)")
     p.add_argument("--baselines", action="store_true", help="also score the classical methods")
     p.add_argument("--out", help="write evaluation.{csv,json,md} (and comparison.png) here")
-    p.add_argument("--figure", type=int, default=4, help="images in comparison.png (0: none; default 4)")
+    p.add_argument("--figure", type=_at_least(0), default=4, help="images in comparison.png (0: none; default 4)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--summary", action="store_true", help="print the means only")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -117,6 +117,16 @@ def load_pairs(root: str | Path, stems: list[str] | None = None, threads: int = 
         return list(pool.map(_load_pair, entries))
 
 
+def smaller_than(pairs: list[Pair], size: int, what: str) -> str | None:
+    """How many of pairs are below size pixels on a side, named with their sizes (None if none are)."""
+    small = [p for p in pairs if min(p.low.shape[:2]) < size]
+    if not small:
+        return None
+    named = ", ".join(f"{p.stem} ({p.low.shape[1]}x{p.low.shape[0]})" for p in small[:3])
+    more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+    return f"{len(small)} of {len(pairs)} pairs are smaller than {what}: {named}{more}"
+
+
 def split_by_scene(pairs: list[Pair], validation: int, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
     """Split into (train, validation) with about `validation` pairs held out, keeping scenes together.
 
@@ -160,9 +170,8 @@ class CropSampler:
             raise ValueError("mixup blends pairs of a batch: it needs a batch of 2 or more")
         if not pairs:
             raise DataError("no training pairs")
-        small = [p.stem for p in pairs if min(p.low.shape[:2]) < crop]
-        if small:
-            raise DataError(f"images smaller than the {crop}px crop: {', '.join(small[:3])}")
+        if small := smaller_than(pairs, crop, f"the {crop}px crop"):
+            raise DataError(f"training data: {small}")
         self.pairs, self.crop, self.batch_size, self.augment = pairs, crop, batch_size, augment
         self.exposure_jitter, self.mixup = exposure_jitter, mixup
         self.rng = np.random.default_rng(seed)

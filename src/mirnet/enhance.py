@@ -38,6 +38,8 @@ CONTEXT_PIXELS = 1024 * 1024
 PIL_LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb guard (about 89.5 MP)
 WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+MIN_TILE = 16  # the API's floor (a 1-pixel tile would take a pass per pixel); the CLI asks for 64
+JPEG_MAX_EXIF = 65_533 - 6  # an APP1 segment's payload, less its "Exif\0\0" header
 _SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 
 
@@ -73,9 +75,13 @@ def decode(image: Image.Image) -> Photo:
     notes = []
     # Pillow reads a 16-bit grayscale+alpha PNG as 8-bit RGBA; only its undecoded tile (codec, extents,
     # offset, raw mode) still says so.
-    gray_alpha_16bit = fmt == "PNG" and any(len(tile) > 3 and tile[3] == "LA;16B" for tile in image.tile)
-    if gray_alpha_16bit:
-        notes.append("16-bit input written as 8-bit")
+    raw_modes = [tile[3] for tile in getattr(image, "tile", None) or [] if len(tile) > 3 and isinstance(tile[3], str)]
+    gray_alpha_16bit = fmt == "PNG" and "LA;16B" in raw_modes
+    if gray_alpha_16bit or (image.mode in ("RGB", "RGBA") and any(";16" in mode for mode in raw_modes)):
+        notes.append("16-bit input written as 8-bit")  # Pillow reads 16-bit RGB(A) as 8-bit already
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1 and fmt != "JPEG":  # an MPO's second picture is a preview, not a frame
+        notes.append(f"the first of its {frames} frames enhanced")
     image.load()  # here, not under the EXIF warning catcher below: read_photo turns bomb warnings into errors
     with warnings.catch_warnings(record=True) as caught:  # Pillow warns of corrupt EXIF on stderr
         warnings.simplefilter("always")
@@ -109,7 +115,7 @@ def decode(image: Image.Image) -> Photo:
         icc = None
         photo.notes.append("CMYK converted to sRGB")
         mode = "RGB"
-    if mode == "P":
+    if mode == "P" or (mode in ("RGB", "L") and "transparency" in image.info):  # a palette or colour key
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         mode = image.mode
     if mode in ("1", "L", "LA", "La") or gray_alpha_16bit:
@@ -119,8 +125,22 @@ def decode(image: Image.Image) -> Photo:
         photo.alpha = np.asarray(rgba)[..., 3].copy()
         image = rgba
     photo.rgb = np.ascontiguousarray(np.asarray(image.convert("RGB")))
-    photo.icc_profile = icc
+    photo.icc_profile = icc if icc is None else _matching_profile(icc, photo)
     return photo
+
+
+def _matching_profile(icc: bytes, photo: Photo) -> bytes | None:
+    """icc if it describes the output's colours (RGB, or gray for grayscale), else None with a note: a
+    Lab or CMYK profile on RGB pixels would show them wrongly in colour-managed viewers."""
+    try:
+        space = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        photo.notes.append("unreadable ICC profile dropped")
+        return None
+    if space == ("GRAY" if photo.grayscale else "RGB"):
+        return icc
+    photo.notes.append(f"{space} ICC profile dropped (the output is {'gray' if photo.grayscale else 'RGB'})")
+    return None
 
 
 def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
@@ -169,7 +189,11 @@ def encode(photo: Photo, rgb: np.ndarray, fmt: str) -> tuple[Image.Image, dict]:
     options: dict = {}
     if photo.icc_profile:
         options["icc_profile"] = photo.icc_profile
-    if photo.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+    if photo.alpha is not None and fmt not in ("PNG", "WEBP", "TIFF"):
+        photo.notes.append(f"transparency dropped ({fmt} has none)")
+    if photo.exif and fmt == "JPEG" and len(photo.exif) > JPEG_MAX_EXIF:
+        photo.notes.append(f"EXIF of {len(photo.exif):,} bytes dropped (a JPEG holds at most {JPEG_MAX_EXIF:,})")
+    elif photo.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
         options["exif"] = photo.exif
     if fmt == "JPEG":
         options.update(quality=95, subsampling=0)
@@ -218,8 +242,12 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
 
 def check_tiling(tile: int | str | None, overlap: int) -> None:
     """ValueError unless tile (pixels, "auto" or None) and overlap can cut an image into tiles."""
-    if overlap < 0:
-        raise ValueError(f"overlap must be 0 or more pixels, got {overlap}")
+    if not (tile in ("auto", None) or (isinstance(tile, int) and not isinstance(tile, bool))):
+        raise ValueError(f"tile must be a size in pixels, 'auto' or None, got {tile!r}")
+    if isinstance(tile, int) and tile < MIN_TILE:  # smaller tiles cost a pass each for little memory saved
+        raise ValueError(f"tile must be at least {MIN_TILE} pixels, got {tile}")
+    if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0:
+        raise ValueError(f"overlap must be 0 or more pixels, got {overlap!r}")
     size = AUTO_TILE if tile == "auto" else tile
     if size is not None and size <= 2 * overlap:
         raise ValueError(f"tile ({size}) must be more than twice the overlap ({overlap})")
@@ -343,6 +371,8 @@ class Enhancer:
     def enhance_rgb(self, rgb: np.ndarray, tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
         """HxWx3 uint8 to HxWx3 uint8."""
         height, width = rgb.shape[:2]
+        if not height or not width:
+            raise ValueError(f"an empty image ({width}x{height} pixels) has nothing to enhance")
         if tile == "auto":
             tile = auto_tile(height, width)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float().div_(255)  # a copy: Pillow's arrays are read-only
@@ -364,6 +394,7 @@ def enhance(image, model: Enhancer | MIRNet | str | Path | None = None, tile: in
     """Enhance one image: a path or PIL image (returns a PIL image) or an HxWx3 / HxW NumPy array
     (returns an array of the same shape and dtype; floats are taken in [0, 1]). Weights load once.
     self_ensemble: average the model's 8 flipped/rotated views (slightly better, 8 times slower)."""
+    (model.check_tiling if isinstance(model, Enhancer) else check_tiling)(tile, overlap)
     if isinstance(model, Enhancer):  # loaded once by the caller, with its own device and precision
         enhancer = model
     elif isinstance(model, MIRNet):
@@ -389,9 +420,13 @@ def _enhance_array(enhancer: Enhancer, array: np.ndarray, tile, overlap) -> np.n
     array = np.ascontiguousarray(array)  # views such as bgr[..., ::-1] have strides torch refuses
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
         raise ValueError(f"expected an HxWx3 or HxW array, got shape {array.shape}")
+    if not array.shape[0] or not array.shape[1]:
+        raise ValueError(f"an empty image ({array.shape[1]}x{array.shape[0]} pixels) has nothing to enhance")
     if array.dtype == np.uint8:
         x = torch.tensor(array).float().div_(255)
     elif np.issubdtype(array.dtype, np.floating):  # no 8-bit rounding on the way in or out
+        if not np.isfinite(array).all():  # one NaN would spread through the attention to every pixel
+            raise ValueError("the array holds NaN or infinite pixels")
         x = torch.from_numpy(np.clip(array, 0, 1).astype(np.float32))
     else:
         raise ValueError(f"expected uint8 or float pixels, got {array.dtype}")
@@ -414,30 +449,35 @@ def _image_suffixes() -> set[str]:
     return {suffix for suffix, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
-def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False) -> Iterator[tuple[Path, Path | None, str | None]]:
-    """(file, folder it was found under or None, error or None) for each input: files, folders, globs."""
+def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False,
+                   exclude: Path | None = None) -> Iterator[tuple[Path, Path | None, str | None]]:  # fmt: skip
+    """(file, folder it was found under or None, error or None) for each input: files, folders, globs
+    (what a quoted pattern matches, as the shell would have expanded it). Folders are searched without
+    their hidden files and folders, and without `exclude` (the outputs of an earlier run)."""
     suffixes = _image_suffixes()
+    if isinstance(inputs, (str, Path)):  # one path, not its characters
+        inputs = [inputs]
     for item in inputs:
         text = str(item)
-        path = Path(text)
-        if not path.exists() and any(c in text for c in "*?["):
-            matches = sorted(glob.glob(text, recursive=recursive))
-            if not matches:
-                yield path, None, f"{text}: no file matches this pattern"
-            for match in matches:
-                if Path(match).is_file():
-                    yield Path(match), None, None
-            continue
-        if path.is_dir():
+        paths = [Path(text)]
+        if not paths[0].exists() and any(c in text for c in "*?["):
+            paths = [Path(match) for match in sorted(glob.glob(text, recursive=recursive))]
+            if not paths:
+                yield Path(text), None, f"{text}: no file matches this pattern"
+        for path in paths:
+            if not path.is_dir():
+                yield path, None, None  # a file, or a missing path that read_photo reports
+                continue
             pattern = "**/*" if recursive else "*"
+            # Outputs written inside the folder searched (`enhance . -o enhanced`) are not inputs next time.
+            inside = exclude is not None and exclude != path.resolve() and exclude.is_relative_to(path.resolve())
             found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes
-                           and not p.name.startswith("."))  # fmt: skip
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                           and not (inside and p.resolve().is_relative_to(exclude)))  # fmt: skip
             if not found:
                 yield path, None, f"{path}: no images in this folder" + ("" if recursive else " (try --recursive)")
             for file in found:
                 yield file, path, None
-            continue
-        yield path, None, None  # a file, or a missing path that read_photo reports
 
 
 def output_path(file: Path, folder: Path | None, outdir: Path, suffix: str, fmt: str) -> Path:
@@ -475,8 +515,20 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ValueError(f"{outdir}: is a file; the output (-o) is a folder")
+    if any(sep and sep in suffix for sep in (os.sep, os.altsep)):
+        raise ValueError(f"suffix {suffix!r}: a path separator would write outside the output folder")
+    if fmt is not None and str(fmt).lower() not in FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}; use {', '.join(FORMATS)}")
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
     summary = Summary()
-    jobs = list(collect_inputs(inputs, recursive))
+    # Each file once, however often it was named (a file inside a folder also given, the same file twice).
+    jobs, seen = [], set()
+    for job in collect_inputs(inputs, recursive, exclude=outdir.resolve()):
+        key = job[0].resolve() if job[2] is None and job[0].exists() else job
+        if key not in seen:
+            seen.add(key)
+            jobs.append(job)
     originals = {p.resolve() for p, _, error in jobs if error is None and p.exists()}
     # Also by file identity: on a case-insensitive file system IMG.JPG and IMG.jpg are one file.
     original_ids = {_file_id(p) for p in originals}
@@ -521,8 +573,8 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
                 fail(f"{file}: {photo.rgb.shape[1]}x{photo.rgb.shape[0]} is too large for WebP "
                      f"(at most {WEBP_MAX_SIDE} pixels a side); use --format png")  # fmt: skip
                 continue
-            claimed[target.resolve()] = file
             if target.exists() and not overwrite:
+                claimed[target.resolve()] = file
                 summary.skipped += 1
                 say(f"skipped: {target} exists (--overwrite replaces it)")
                 continue
@@ -545,6 +597,7 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
                                  "a smaller --tile needs less") from None  # fmt: skip
             image, options = encode(photo, rgb, out_format)
             write_image(image, target, out_format, options)
+            claimed[target.resolve()] = file  # a failed output leaves its name to the next input that wants it
             if photo.notes:
                 say(f"note: {file}: {'; '.join(photo.notes)}")
             summary.done += 1

@@ -127,6 +127,8 @@ def select_runtime(device: str = "auto", precision: str = "auto", channels_last:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but torch sees no CUDA GPU")
+    if not (device == "cpu" or device.startswith("cuda")):  # what this project runs on, said in one line
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
     dev = torch.device(device)
     if precision == "auto":
         if dev.type == "cuda":

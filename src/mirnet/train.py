@@ -34,13 +34,14 @@ import torch.distributed as dist
 from torch import nn
 
 from .config import MIRNetConfig, preset
-from .data import CropSampler, DataError, Pair, data_id, load_pairs, split_by_scene, to_tensor, to_uint8
+from .data import (CropSampler, DataError, Pair, data_id, load_pairs, smaller_than, split_by_scene, to_tensor,
+                   to_uint8)
 from .errors import first_line
 from .files import atomic_output
 from .metrics import psnr, ssim, ssim_map
 from .model import MIRNet, count_parameters, untie_weights
 from .runtime import Runtime, select_runtime
-from .weights import save_weights
+from .weights import WeightsError, latest_weights, read_torch_checkpoint, save_weights  # latest_weights: for scripts
 
 
 @dataclass
@@ -88,10 +89,12 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        for name in ("crop", "batch_size", "epochs", "steps_per_epoch", "max_steps"):
+        for name in ("crop", "batch_size", "epochs", "steps_per_epoch", "max_steps", "val_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError(f"time-budget must be a positive number of seconds, got {self.time_budget}")
         if not self.lr >= 0:
             raise ValueError(f"lr must not be negative, got {self.lr}")
         if self.ssim_weight > 0 and self.crop < 11:  # else the first step fails inside the convolution
@@ -266,6 +269,11 @@ def datasets(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
                         "scenes go to validation); use a smaller --val-pairs")  # fmt: skip
     if cfg.val_limit is not None:
         val_pairs = val_pairs[: cfg.val_limit]
+    # Said before any step, not after the first epoch (and again at every resume).
+    if small := smaller_than(train_pairs, cfg.crop, f"the {cfg.crop}px crop; use a smaller --crop"):
+        raise DataError(f"{cfg.data}: {small}")
+    if small := smaller_than(val_pairs, 11, "SSIM's 11x11 window, which validation scores"):
+        raise DataError(f"{cfg.val_data or cfg.data}: validation {small}")
     return train_pairs, val_pairs
 
 
@@ -335,7 +343,8 @@ def plot_history(rows: list[dict], folder: Path, train_loss: str = "Charbonnier"
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
-    """Train (or resume) the run described by cfg; returns the last row of metrics."""
+    """Train (or resume) the run described by cfg; returns the last row of metrics, with `last_step`,
+    the step of its last checkpoint."""
     _init_distributed(cfg.device)
     rank, world = _rank_world()
     run = Run(cfg.out)
@@ -376,28 +385,37 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if resume:
         record = json.loads(run.config.read_text())
         _check_same_run(record, run, train_pairs, val_pairs, world)
+        if record.get("data_id", fingerprint) != fingerprint:
+            raise DataError(f"{cfg.data}: not the data the run in {run.folder} was started on (the same pair "
+                            f"names, but other file sizes); resume with the data it was started on")  # fmt: skip
         _check_same_schedule(record, run, cfg)
         try:
-            state = torch.load(run.last, map_location="cpu", weights_only=True)
+            state = read_torch_checkpoint(run.last)
+        except WeightsError as error:
+            raise ValueError(f"{run.last}: cannot resume from this checkpoint: "
+                             f"{str(error).removeprefix(f'{run.last}: ')}") from None  # fmt: skip
+        try:
             model.load_state_dict(state["model"])
-        except Exception as error:  # noqa: BLE001 - torch raises many kinds for damaged files
-            raise ValueError(f"{run.last}: cannot resume from this checkpoint ({first_line(error)})") from None
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        scheduler.load_state_dict(state["scheduler"])
-        sampler.load_state_dict(state["samplers"][rank])
-        torch.set_rng_state(state["torch_rng"])
-        step, best_psnr, clock.before = state["step"], state["best_psnr"], state["elapsed"]
+            optimizer.load_state_dict(state["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            scheduler.load_state_dict(state["scheduler"])
+            sampler.load_state_dict(state["samplers"][rank])
+            torch.set_rng_state(state["torch_rng"])
+            step, best_psnr, clock.before = state["step"], state["best_psnr"], state["elapsed"]
+            epoch_losses = state["epoch_losses"]
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:  # a foreign or edited file
+            raise ValueError(f"{run.last}: cannot resume from this checkpoint ({type(error).__name__}: "
+                             f"{first_line(error)})") from None  # fmt: skip
         clock.agreed = clock.before
-        epoch_losses = state["epoch_losses"]
         if rank == 0:
             _record_resume(record, run, cfg, step, runtime)
     elif rank == 0:
         run.folder.mkdir(parents=True, exist_ok=True)
         record = {"train": dataclasses.asdict(cfg), "model": model.config.to_dict(),
                   "parameters": count_parameters(model), "runtime": runtime.describe(), "world_size": world,
-                  "train_pairs": [p.stem for p in train_pairs], "val_pairs": [p.stem for p in val_pairs]}  # fmt: skip
+                  "train_pairs": [p.stem for p in train_pairs], "val_pairs": [p.stem for p in val_pairs],
+                  "data_id": fingerprint, "paths": _resolved_paths(cfg)}  # fmt: skip
         with atomic_output(run.config) as tmp:
             tmp.write_text(json.dumps(record, indent=2))
 
@@ -449,7 +467,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         metrics = validate(evaluated, val_pairs, runtime) if val_pairs else {}
         if cfg.schedule == "plateau" and metrics:
             scheduler.step(metrics["val_psnr"])
-        train_loss = torch.tensor(epoch_losses, dtype=torch.float64).mean().item() if epoch_losses else None
+        train_loss = None
+        if epoch_losses:  # every process's crops, not rank 0's alone (each holds as many losses)
+            total = torch.tensor([sum(epoch_losses), len(epoch_losses)], dtype=torch.float64)
+            if world > 1:
+                dist.all_reduce(total)
+            train_loss = (total[0] / total[1]).item()
         row = {"epoch": math.ceil(step / steps_per_epoch), "step": step, "train_loss": train_loss,
                "val_loss": metrics.get("val_loss"), "val_psnr": metrics.get("val_psnr"),
                "val_ssim": metrics.get("val_ssim"), "lr": optimizer.param_groups[0]["lr"],
@@ -518,7 +541,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return row if rank == 0 else {}
+    # The last validated row, and the step the run stopped at (its last.pt), which a stop inside an
+    # epoch puts after that row's.
+    return {**row, "last_step": step} if rank == 0 else {}
+
+
+def _resolved_paths(cfg: TrainConfig) -> dict:
+    """The run's data folders as absolute paths: config.json keeps them as typed (relative to where the
+    run was started), and a resume from elsewhere finds them by these."""
+    return {name: str(Path(value).resolve()) for name in ("data", "val_data") if (value := getattr(cfg, name))}
 
 
 def _check_same_run(record: dict, run: Run, train_pairs: list[Pair], val_pairs: list[Pair], world: int) -> None:
@@ -559,26 +590,10 @@ def _record_resume(record: dict, run: Run, cfg: TrainConfig, step: int, runtime:
     # Fields newer than the record are not changes (they hold their defaults, as load() filled them).
     changed = {k: [before[k], v] for k, v in now.items() if k != "out" and before.get(k, v) != v}
     record["train"] = {**before, **{k: now[k] for k in EXECUTION}}
+    record["paths"] = _resolved_paths(cfg)  # where the data was found this time, for the next resume
     record.setdefault("resumes", []).append({"step": step, "changed": changed, "runtime": runtime.describe()})
     with atomic_output(run.config) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
-
-
-def latest_weights(last: str | Path) -> MIRNet:
-    """The model where a run's last.pt left it (its moving average, if the run kept one): best.safetensors
-    holds only the best validated epoch, and where a run ends can differ from that by tenths of a dB."""
-    last = Path(last)
-    config = last.parent / "config.json"
-    if not last.is_file() or not config.is_file():
-        raise FileNotFoundError(f"{last}: not a training checkpoint beside its run's config.json")
-    model = MIRNet(MIRNetConfig.from_dict(json.loads(config.read_text())["model"]))
-    state = torch.load(last, map_location="cpu", weights_only=True)
-    if "ema" in state:  # AveragedModel's state: the wrapped model's under "module.", and a step count
-        weights = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
-    else:
-        weights = state["model"]
-    model.load_state_dict(weights)
-    return model
 
 
 def _make_ema(model: MIRNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
@@ -597,12 +612,9 @@ def _initial_weights(cfg: TrainConfig) -> MIRNet:
     from .zoo import load_model
 
     init = Path(cfg.init)
-    # A run's last.pt (beside its config.json): where that run ended, not its best validated epoch,
+    # A run's last.pt (load_model reads it) is where that run ended, not its best validated epoch,
     # e.g. to fine-tune after a first stage that had no validation pairs to choose an epoch with.
-    if init.suffix == ".pt" and (init.parent / "config.json").is_file():
-        start = latest_weights(init)
-    else:
-        start = load_model(cfg.init)
+    start = load_model(init)
     wanted = preset(cfg.preset, **cfg.model_overrides)
     if start.config.share_weights and start.config.replace(share_weights=False) == wanted:
         # Fine-tuning shared weights as an unshared model: each use starts from the shared value.

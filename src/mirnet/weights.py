@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -170,6 +171,8 @@ def _infer_config(state: dict[str, Tensor], path: Path) -> MIRNetConfig:
         raise WeightsError(f"{path}: a MIRNet for {in_channels}-channel images; only RGB is supported")
     num_mrb = count(r"body\.0\.body\.(\d+)\.blocks\.")
     daus = count(r"body\.0\.body\.0\.blocks\.0\.(\d+)\.")
+    if daus == 0:
+        raise WeightsError(f"{path}: not a MIRNet checkpoint (no tensors of its first MRB, body.0.body.0.blocks.0.*)")
     if daus < 2:
         raise WeightsError(f"{path}: unsupported official layout with {daus} DAU(s) per stream")
     squeeze = state.get("body.0.body.0.blocks.0.0.CA.conv_du.0.weight")
@@ -190,6 +193,53 @@ def _infer_config(state: dict[str, Tensor], path: Path) -> MIRNetConfig:
         raise WeightsError(f"{path}: not a MIRNet checkpoint ({error})") from None
 
 
+def read_torch_checkpoint(path: str | Path):
+    """What torch.load reads from path with its weights-only unpickler (tensors and plain containers,
+    never code), its failures as one WeightsError line."""
+    try:
+        with warnings.catch_warnings():  # torch warns about some refused files before it raises
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for foreign or damaged files
+        raise WeightsError(f"{path}: not a readable torch checkpoint ({_load_failure(error)})") from None
+
+
+def _load_failure(error: BaseException) -> str:
+    """Why torch.load refused a file, in one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        # torch's first line advises loading without weights_only, which runs whatever code the file
+        # holds: never advised here. Its own reason is on a later line.
+        reason = next((line for line in lines[1:] if not line.startswith(("Check the documentation", "Please file"))), "")
+        return "it holds Python objects besides tensors, which are not loaded" + (f": {reason}" if reason else "")
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
+def latest_weights(last: str | Path) -> MIRNet:
+    """The model where a training run's last.pt left it (its moving average, if the run kept one):
+    best.safetensors holds only the best validated epoch, and where a run ends can differ from that
+    by tenths of a dB."""
+    last = Path(last)
+    config = last.parent / "config.json"
+    if not last.is_file() or not config.is_file():
+        raise WeightsError(f"{last}: not a training checkpoint beside its run's config.json")
+    try:
+        model = MIRNet(MIRNetConfig.from_dict(json.loads(config.read_text())["model"]))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise WeightsError(f"{config}: not a run's config.json ({type(error).__name__}: {error})") from None
+    state = read_torch_checkpoint(last)
+    try:
+        if "ema" in state:  # AveragedModel's state: the wrapped model's under "module.", and a step count
+            weights = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+        else:
+            weights = state["model"]
+        model.load_state_dict(weights)
+    except (KeyError, TypeError, AttributeError, RuntimeError) as error:
+        raise WeightsError(f"{last}: not a checkpoint of the run in {config} ({type(error).__name__}: "
+                           f"{first_line(error)})") from None  # fmt: skip
+    return model.eval()
+
+
 def load_official_checkpoint(path: str | Path) -> MIRNet:
     """A ready model (eval mode) from a checkpoint saved by the official MIRNet code.
 
@@ -197,11 +247,8 @@ def load_official_checkpoint(path: str | Path) -> MIRNet:
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: no such file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for foreign or damaged files
-        raise WeightsError(f"{path}: not a readable torch checkpoint ({first_line(error)})") from None
+        raise WeightsError(f"{path}: {'a folder, not a checkpoint file' if path.is_dir() else 'no such file'}")
+    checkpoint = read_torch_checkpoint(path)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     named = isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items())
     if not named:

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from .model import MIRNet
-from .weights import WeightsError, load_official_checkpoint, load_weights, read_metadata
+from .weights import WeightsError, latest_weights, load_official_checkpoint, load_weights, read_metadata
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,16 @@ def model_file(name_or_path: str | Path | None = None) -> Path:
 
 def load_model(name_or_path: str | Path | None = None) -> MIRNet:
     """A model in eval mode: the default (None), a bundled or installed model's name, a mirnet
-    .safetensors file, or an official MIRNet .pth checkpoint."""
+    .safetensors file, a training run's last.pt (beside its config.json), or an official MIRNet
+    .pth checkpoint."""
     text = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
     path = model_file(text)
     if text in BUNDLED and not path.exists():
         raise WeightsError(f"{path}: the bundled model {text!r} is missing from this installation")
     if path.suffix == ".safetensors":
         return load_weights(path)
+    if path.suffix == ".pt" and (path.parent / "config.json").is_file():
+        return latest_weights(path)
     if path.suffix in (".pth", ".pt", ".ckpt"):
         return load_official_checkpoint(path)
     names = ", ".join([*BUNDLED, *installed_models()]) or "none"

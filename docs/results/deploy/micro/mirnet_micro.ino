@@ -2,7 +2,9 @@
 // Written by `mirnet export micro` for model "lol_micro": a camera frame in, tiles through the int8
 // model, the enhanced frame out over Serial.
 //
-// Libraries (Arduino IDE: Tools > Manage Libraries): Arduino_TensorFlowLite, Arduino_OV767X.
+// Libraries: Arduino_OV767X from the Arduino IDE's Library Manager; Arduino_TensorFlowLite is no longer
+// there: clone https://github.com/tensorflow/tflite-micro-arduino-examples into the sketchbook's
+// libraries folder as Arduino_TensorFlowLite (e.g. ~/Arduino/libraries/Arduino_TensorFlowLite).
 // The OV7675 camera of the Tiny Machine Learning Kit gives QCIF (176x144) RGB565 frames.
 //
 // Memory: tensor arena 129761 bytes (measured by bisection in the TFLite Micro interpreter, plus a
