@@ -709,3 +709,30 @@ def test_bad_api_arguments_are_clear_errors_before_any_work(enhancer, tmp_path):
         with pytest.raises(ValueError, match=message):
             enhance_files([tmp_path / "a.png"], tmp_path / "out", enhancer, progress=False, **kwargs)
     assert not (tmp_path / "out").exists() and not (tmp_path.parent / "escaped.png").exists()
+
+
+def test_jpegs_missing_their_data_are_refused_and_padded_ones_read(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(_photo(192, 256)).save(buffer, "JPEG", quality=90)  # about 28 KB
+    whole = buffer.getvalue()
+    (tmp_path / "padded.jpg").write_bytes(whole + bytes(8192))  # zeros after the end marker: a whole image
+    assert read_photo(tmp_path / "padded.jpg").rgb.shape == (192, 256, 3)
+    # An interrupted copy: the file's size, but zeros from the middle of its image data on.
+    (tmp_path / "copy.jpg").write_bytes(whole[: len(whole) // 2] + bytes(len(whole) - len(whole) // 2))
+    # A header that declares 9000x9000 pixels over a few KB (Pillow would decode 81 MP of grey).
+    sof = whole.index(b"\xff\xc0")
+    big = bytearray(whole)
+    big[sof + 5 : sof + 9] = (9000).to_bytes(2, "big") * 2
+    (tmp_path / "big.jpg").write_bytes(bytes(big))
+    for name, reason in (("copy.jpg", "bytes are zeros, an interrupted copy?"),
+                         ("big.jpg", "bytes of image data cannot hold 9000x9000 pixels")):  # fmt: skip
+        with pytest.raises(ImageError, match=f"{name}: corrupt or truncated image \\(.*{reason.replace('?', '.')}"):
+            read_photo(tmp_path / name)
+
+
+def test_a_file_name_with_a_newline_is_still_one_line(enhancer, tmp_path):
+    (tmp_path / "bad\nname.jpg").write_bytes(b"not an image")
+    lines = []
+    summary = enhance_files([tmp_path / "bad\nname.jpg"], tmp_path / "out", enhancer, progress=False,
+                            report=lines.append)  # fmt: skip
+    assert summary.failed == 1 and len(lines) == 1 and "\n" not in lines[0] and "bad\\nname.jpg" in lines[0]
