@@ -736,3 +736,20 @@ def test_a_file_name_with_a_newline_is_still_one_line(enhancer, tmp_path):
     summary = enhance_files([tmp_path / "bad\nname.jpg"], tmp_path / "out", enhancer, progress=False,
                             report=lines.append)  # fmt: skip
     assert summary.failed == 1 and len(lines) == 1 and "\n" not in lines[0] and "bad\\nname.jpg" in lines[0]
+
+
+def test_a_tiffs_descriptive_tags_are_carried_and_its_layout_tags_are_not(enhancer, tmp_path):
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Maker", "Camera 1"  # Make, Model
+    Image.fromarray(_photo()).save(tmp_path / "shot.tif", exif=exif)
+    summary = enhance_files([tmp_path / "shot.tif"], tmp_path / "out", enhancer, progress=False)
+    png = enhance_files([tmp_path / "shot.tif"], tmp_path / "png", enhancer, fmt="png", progress=False)
+    assert summary.done == png.done == 1
+    for output in (*summary.outputs, *png.outputs):
+        with Image.open(output) as out:
+            tags = out.getexif()
+            assert (tags.get(0x010F), tags.get(0x0110)) == ("Maker", "Camera 1")
+            assert out.size == (56, 40)
+    record = Image.Exif()
+    record.load(read_photo(tmp_path / "shot.tif").exif)
+    assert 273 not in record and 256 not in record  # StripOffsets, ImageWidth: the input file's own

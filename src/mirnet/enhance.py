@@ -85,10 +85,15 @@ def decode(image: Image.Image) -> Photo:
     image.load()  # here, not under the EXIF warning catcher below: read_photo turns bomb warnings into errors
     with warnings.catch_warnings(record=True) as caught:  # Pillow warns of corrupt EXIF on stderr
         warnings.simplefilter("always")
+        # A TIFF's tags are the file's own, which the transposed copy below no longer has: its
+        # descriptive ones (camera, date, ...) are kept, not those that lay out the TIFF's pixels.
+        tiff_tags = _descriptive_tiff_tags(image) if fmt == "TIFF" else None
         image = ImageOps.exif_transpose(image)  # also drops the orientation tag from its EXIF
         unreadable = False
         try:
             exif = image.getexif()
+            if tiff_tags is not None and not len(exif):
+                exif = tiff_tags
             # Empty once its orientation is applied, when that was its only tag: nothing to keep.
             exif_bytes = exif.tobytes() if len(exif) else None
         except Exception:  # noqa: BLE001 - malformed tags (e.g. of the wrong type) fail in many ways
@@ -141,6 +146,22 @@ def _matching_profile(icc: bytes, photo: Photo) -> bytes | None:
         return icc
     photo.notes.append(f"{space} ICC profile dropped (the output is {'gray' if photo.grayscale else 'RGB'})")
     return None
+
+
+# TIFF tags that describe the file's pixels (sizes, strips, tiles, samples, compression, palette,
+# orientation), not the photo, and would be wrong on another file; and the offsets of sub-IFDs
+# (EXIF, GPS, interoperability), which point into this file only.
+_TIFF_LAYOUT_TAGS = {256, 257, 258, 259, 262, 273, 274, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325,
+                     338, 339, 530, 531, 532, 34665, 34853, 40965}  # fmt: skip
+
+
+def _descriptive_tiff_tags(image: Image.Image) -> Image.Exif:
+    """A TIFF's tags without those of its pixel layout, as an EXIF record."""
+    exif = Image.Exif()
+    for tag, value in image.getexif().items():
+        if tag not in _TIFF_LAYOUT_TAGS:
+            exif[tag] = value
+    return exif
 
 
 def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
