@@ -657,6 +657,12 @@ def test_a_quoted_glob_of_folders_searches_them_and_hidden_folders_are_left_out(
     assert "is " in summary.errors[0] and "in this batch" in summary.errors[0]
     hidden = enhance_files([tmp_path / "shots1"], tmp_path / "out1", enhancer, recursive=True, progress=False)
     assert [p.name for p in hidden.outputs] == ["x.png"]  # .thumbnails/x.png is not an input
+    # `shots1/*` run twice: its own output folder, and a folder without images, are not inputs.
+    (tmp_path / "shots1" / "raw").mkdir()
+    for _ in range(2):
+        again = enhance_files([str(tmp_path / "shots1" / "*")], tmp_path / "shots1" / "enhanced", enhancer,
+                              progress=False)  # fmt: skip
+        assert again.failed == 0 and again.done + again.skipped == 1, again.errors
 
 
 def test_what_an_output_cannot_hold_is_dropped_with_a_note(enhancer, tmp_path):
@@ -682,10 +688,20 @@ def test_an_rgb_colour_key_stays_transparent_and_a_lab_profile_is_not_put_on_rgb
     Image.fromarray(rgb).save(tmp_path / "key.png", transparency=(1, 2, 3))
     photo = read_photo(tmp_path / "key.png")
     assert photo.alpha is not None and photo.alpha[0, 0] == 0 and photo.alpha[1, 1] == 255
+    gray = _photo()[..., 0]
+    gray[0, 0] = 5
+    Image.fromarray(gray).save(tmp_path / "graykey.png", transparency=5)
+    photo = read_photo(tmp_path / "graykey.png")
+    assert photo.grayscale and photo.alpha[0, 0] == 0 and photo.alpha[1, 1] == 255
     lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
-    Image.fromarray(_photo()).save(tmp_path / "lab.png", icc_profile=lab)
-    photo = read_photo(tmp_path / "lab.png")
-    assert photo.icc_profile is None and any("ICC profile dropped" in n for n in photo.notes)
+    for name in ("lab.png", "lab.tif"):  # a TIFF's tags do not bring the profile back either
+        Image.fromarray(_photo()).save(tmp_path / name, icc_profile=lab)
+        photo = read_photo(tmp_path / name)
+        assert photo.icc_profile is None and any("ICC profile dropped" in n for n in photo.notes)
+        if photo.exif:
+            record = Image.Exif()
+            record.load(photo.exif)
+            assert 34675 not in record  # InterColorProfile
 
 
 def test_bad_api_arguments_are_clear_errors_before_any_work(enhancer, tmp_path):
@@ -694,6 +710,8 @@ def test_bad_api_arguments_are_clear_errors_before_any_work(enhancer, tmp_path):
                           (1, "tile must be at least 16 pixels")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             enhance(image, model=enhancer, tile=tile)
+    assert np.array_equal(enhance(image, model=enhancer, tile=np.int64(64), overlap=np.int32(8)),
+                          enhance(image, model=enhancer, tile=64, overlap=8))  # fmt: skip
     with pytest.raises(ValueError, match=r"an empty image \(0x5 pixels\)"):
         enhance(np.zeros((5, 0, 3), np.uint8), model=enhancer)
     nan = image.astype(np.float32) / 255

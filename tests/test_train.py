@@ -786,9 +786,9 @@ def test_a_run_resumes_from_another_working_directory_and_its_data_is_checked(da
                  "--steps-per-epoch", "2", "--device", "cpu", "--precision", "fp32", "--max-steps", "1"]) == 0  # fmt: skip
     assert json.loads((run / "config.json").read_text())["train"]["data"] == data.name
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    make_pairs(elsewhere / data.name, count=8, size=(24, 32), seed=3)  # other data by the typed name
     monkeypatch.chdir(elsewhere)
-    assert main(["train", "--out", str(run), "--resume", "--max-steps", "2"]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "2"]) == 0  # the run's own, by its absolute path
     moved = tmp_path / "moved"
     shutil.copytree(data, moved)
     assert main(["train", "--out", str(run), "--resume", "--data", str(moved), "--max-steps", "3"]) == 0
@@ -801,12 +801,25 @@ def test_a_run_resumes_from_another_working_directory_and_its_data_is_checked(da
     assert "not the data the run" in capsys.readouterr().err
     # Nowhere to be found: said in one line, with what to do.
     shutil.rmtree(moved)
+    shutil.rmtree(elsewhere / data.name)
     record = json.loads((run / "config.json").read_text())
     record["paths"]["data"] = str(moved)
     (run / "config.json").write_text(json.dumps(record))
     assert main(["train", "--out", str(run), "--resume", "--max-steps", "4"]) == 2
     err = capsys.readouterr().err
     assert f"--data: the run's {data.name} is not found from {elsewhere}" in err and err.count("\n") == 1
+
+
+def test_a_resume_refuses_validation_data_with_the_same_names_but_other_files(data, tmp_path, capsys):
+    val = make_pairs(tmp_path / "val", count=3, size=(24, 32), seed=4)
+    assert _cli_train(data, tmp_path / "run", "--val-data", str(val), "--max-steps", "1") == 0
+    other = make_pairs(tmp_path / "other", count=3, size=(24, 40), seed=4)
+    capsys.readouterr()
+    from mirnet.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--val-data", str(other)]) == 2
+    assert f"{other}: not the data the run" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--val-data", str(val), "--max-steps", "2"]) == 0
 
 
 def test_bad_validation_pairs_and_options_are_refused_before_training(data, tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Weights on disk: our safetensors files and the official MIRNet checkpoint format."""
 
+import argparse
 import os
 import pickle
 
@@ -142,7 +143,24 @@ def test_official_loader_never_runs_pickled_code(tmp_path):
     assert not os.path.exists(marker)
     # One line, with torch's reason, and without its advice to load the file in a way that runs its code.
     message = str(raised.value)
-    assert "\n" not in message and "weights_only" not in message and "Python objects besides tensors" in message
+    assert "\n" not in message and "weights_only" not in message and "weights-only reader" in message
+    # torch words its refusals in several ways; each gives its reason, never its advice.
+    namespace = tmp_path / "namespace.pth"
+    torch.save({"args": argparse.Namespace(lr=1e-4), "state_dict": {}}, namespace)
+    with pytest.raises(WeightsError) as raised:
+        load_official_checkpoint(namespace)
+    assert str(raised.value) == (f"{namespace}: not a readable torch checkpoint (refused by torch's weights-only "
+                                 "reader, which never runs a file's code: Unsupported global: GLOBAL argparse.Namespace)")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(WeightsError, match="empty.pth: empty file$"):
+        load_official_checkpoint(tmp_path / "empty.pth")
+
+
+def test_a_pt_file_beside_another_tools_config_is_read_as_an_official_checkpoint(tmp_path):
+    model = create_model("paper", channels=8, num_rrg=1, num_mrb=1, num_streams=2)
+    mirnet.save_official_checkpoint(model, tmp_path / "model.pt")
+    (tmp_path / "config.json").write_text('{"architectures": ["Other"]}')  # e.g. a model hub's
+    assert _same_function(mirnet.load_model(tmp_path / "model.pt"), model) < 1e-6
 
 
 def test_official_loader_says_what_is_missing_and_refuses_a_folder(tmp_path):

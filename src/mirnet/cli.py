@@ -143,8 +143,8 @@ DATA_LOCATIONS = ("data", "val_data")
 
 
 def _data_locations(run, recorded, given: dict) -> dict:
-    """The run's data folders for a resume: as given, else as recorded if they are found from here,
-    else where the run last found them (absolute paths kept in config.json)."""
+    """The run's data folders for a resume: as given, else where the run last found them (the absolute
+    paths config.json keeps), else as typed when it started, if that leads to a folder from here."""
     import json
 
     found = json.loads(run.config.read_text()).get("paths", {})
@@ -153,12 +153,12 @@ def _data_locations(run, recorded, given: dict) -> dict:
         value = getattr(recorded, name)
         if name in given and not _same_path(value, given[name]):  # the same folder by another name: as recorded
             value = given[name]
+        elif value and name in found and Path(found[name]).is_dir():
+            value = found[name] if not _same_path(found[name], value) else value
         elif value and not Path(value).is_dir():
-            if not (name in found and Path(found[name]).is_dir()):
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag}: the run's {value} is not found from {Path.cwd()}; resume with "
-                                 f"{flag} FOLDER, where that data is now")  # fmt: skip
-            value = found[name]
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag}: the run's {value} is not found from {Path.cwd()}; resume with "
+                             f"{flag} FOLDER, where that data is now")  # fmt: skip
         where[name] = value
     return where
 
@@ -311,17 +311,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     if same_file(output, model_file(source)):  # a model given by name too: its file in $MIRNET_HOME
         raise WeightsError(f"{output}: refusing to overwrite the input weights")
     # Options another format would use are refused, not ignored (an onnx export is float32, of any size).
-    ignored = {"onnx": ("int8", "calibration", "height", "width", "tile", "overlap"),
-               "tflite": ("tile", "overlap"), "micro": ("int8", "height", "width")}[args.format]  # fmt: skip
-    if given := [f"--{name}" for name in ignored if getattr(args, name) not in (None, False)]:
+    ignored = {"onnx": ("int8", "calibration", "calibration_count", "height", "width", "tile", "overlap", "json"),
+               "tflite": ("tile", "overlap", "json"), "micro": ("int8", "height", "width")}[args.format]  # fmt: skip
+    if given := [f"--{name.replace('_', '-')}" for name in ignored if getattr(args, name) not in (None, False)]:
         raise ValueError(f"{', '.join(given)}: not an option of the {args.format} export")
-    if args.calibration and args.format == "tflite" and not args.int8:
-        raise ValueError("--calibration sets int8 ranges: add --int8 (a float32 export needs none)")
-    if args.calibration_count < 1:
+    if (args.calibration or args.calibration_count is not None) and args.format == "tflite" and not args.int8:
+        flag = "--calibration" if args.calibration else "--calibration-count"
+        raise ValueError(f"{flag} sets int8 ranges: add --int8 (a float32 export needs none)")
+    if args.calibration_count is not None and args.calibration_count < 1:
         raise ValueError(f"--calibration-count must be at least 1, got {args.calibration_count}")
+    count = 64 if args.calibration_count is None else args.calibration_count
     _check_export_output(output, args.format, args.overwrite)  # before the conversion, which takes minutes
-    height, width = args.height or 400, args.width or 600
-    tile, overlap = args.tile or export.MICRO_TILE, export.MICRO_OVERLAP if args.overlap is None else args.overlap
+    height = 400 if args.height is None else args.height
+    width = 600 if args.width is None else args.width
+    tile = export.MICRO_TILE if args.tile is None else args.tile
+    overlap = export.MICRO_OVERLAP if args.overlap is None else args.overlap
+    if args.format == "micro":
+        export.check_micro_tiles(tile, overlap)
     model = load_model(source)
     if args.format == "onnx":
         export.export_onnx(model, output)
@@ -332,9 +338,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.int8 or args.format == "micro":
         size = (tile, tile) if args.format == "micro" else (height, width)
         if args.calibration:
-            calibration = export.calibration_tiles(args.calibration, *size, count=args.calibration_count)
+            calibration = export.calibration_tiles(args.calibration, *size, count=count)
         else:
-            calibration = export.sample_calibration_tiles(*size, count=args.calibration_count)
+            calibration = export.sample_calibration_tiles(*size, count=count)
             print("calibrating int8 ranges on the drawn sample scene; --calibration FOLDER (e.g. LOL/our485) "
                   "uses real photos", file=sys.stderr)  # fmt: skip
     if args.format == "tflite":
@@ -468,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_at_least(4), help="tflite input width (default 600)")
     p.add_argument("--int8", action="store_true", help="tflite: full-integer int8 (int8 input and output)")
     p.add_argument("--calibration", help="int8 ranges from crops of these images (a folder, or a paired folder's low/)")
-    p.add_argument("--calibration-count", type=int, default=64, help="calibration crops (default 64)")
+    p.add_argument("--calibration-count", type=int, help="calibration crops (default 64)")
     p.add_argument("--tile", type=int, help="micro: tile size in pixels (default 32)")
     p.add_argument("--overlap", type=int, help="micro: tile overlap in the sketch (default 8)")
     p.add_argument("--json", action="store_true", help="micro: print the report as JSON")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import glob
 import io
+import numbers
 import os
 import struct
 import sys
@@ -120,8 +121,11 @@ def decode(image: Image.Image) -> Photo:
         icc = None
         photo.notes.append("CMYK converted to sRGB")
         mode = "RGB"
-    if mode == "P" or (mode in ("RGB", "L") and "transparency" in image.info):  # a palette or colour key
+    if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    elif mode in ("RGB", "L") and "transparency" in image.info:  # a colour key: alpha, the gray kept gray
+        image = image.convert("RGBA" if mode == "RGB" else "LA")
         mode = image.mode
     if mode in ("1", "L", "LA", "La") or gray_alpha_16bit:
         photo.grayscale = True
@@ -148,18 +152,17 @@ def _matching_profile(icc: bytes, photo: Photo) -> bytes | None:
     return None
 
 
-# TIFF tags that describe the file's pixels (sizes, strips, tiles, samples, compression, palette,
-# orientation), not the photo, and would be wrong on another file; and the offsets of sub-IFDs
-# (EXIF, GPS, interoperability), which point into this file only.
-_TIFF_LAYOUT_TAGS = {256, 257, 258, 259, 262, 273, 274, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325,
-                     338, 339, 530, 531, 532, 34665, 34853, 40965}  # fmt: skip
+# The TIFF tags that describe the photo rather than the file (its pixel layout, offsets into it, its
+# ICC profile, which the output's colours decide, or an editor's private data): description, camera,
+# software, date, artist, copyright, resolution.
+_TIFF_DESCRIPTIVE_TAGS = {270, 271, 272, 282, 283, 296, 305, 306, 315, 33432}
 
 
 def _descriptive_tiff_tags(image: Image.Image) -> Image.Exif:
-    """A TIFF's tags without those of its pixel layout, as an EXIF record."""
+    """A TIFF's descriptive tags, as an EXIF record."""
     exif = Image.Exif()
     for tag, value in image.getexif().items():
-        if tag not in _TIFF_LAYOUT_TAGS:
+        if tag in _TIFF_DESCRIPTIVE_TAGS:
             exif[tag] = value
     return exif
 
@@ -294,12 +297,17 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
 
 def check_tiling(tile: int | str | None, overlap: int) -> None:
     """ValueError unless tile (pixels, "auto" or None) and overlap can cut an image into tiles."""
-    if not (tile in ("auto", None) or (isinstance(tile, int) and not isinstance(tile, bool))):
+    def whole(value) -> bool:  # NumPy's integers too, not True and False
+        return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+    if not (isinstance(tile, str) and tile == "auto" or tile is None or whole(tile)):
         raise ValueError(f"tile must be a size in pixels, 'auto' or None, got {tile!r}")
-    if isinstance(tile, int) and tile < MIN_TILE:  # smaller tiles cost a pass each for little memory saved
+    if whole(tile) and tile < MIN_TILE:  # smaller tiles cost a pass each for little memory saved
         raise ValueError(f"tile must be at least {MIN_TILE} pixels, got {tile}")
-    if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0:
-        raise ValueError(f"overlap must be 0 or more pixels, got {overlap!r}")
+    if not whole(overlap):
+        raise ValueError(f"overlap must be a whole number of pixels, got {overlap!r}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be 0 or more pixels, got {overlap}")
     size = AUTO_TILE if tile == "auto" else tile
     if size is not None and size <= 2 * overlap:
         raise ValueError(f"tile ({size}) must be more than twice the overlap ({overlap})")
@@ -512,8 +520,11 @@ def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False,
     for item in inputs:
         text = str(item)
         paths = [Path(text)]
-        if not paths[0].exists() and any(c in text for c in "*?["):
+        globbed = not paths[0].exists() and any(c in text for c in "*?[")
+        if globbed:
             paths = [Path(match) for match in sorted(glob.glob(text, recursive=recursive))]
+            # `photos/*` run again also matches its own output folder, and what is in it.
+            paths = [p for p in paths if exclude is None or not p.resolve().is_relative_to(exclude)]
             if not paths:
                 yield Path(text), None, f"{text}: no file matches this pattern"
         for path in paths:
@@ -526,7 +537,7 @@ def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False,
             found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes
                            and not any(part.startswith(".") for part in p.relative_to(path).parts)
                            and not (inside and p.resolve().is_relative_to(exclude)))  # fmt: skip
-            if not found:
+            if not found and not globbed:  # a pattern's folders without images are no mistake of the user's
                 yield path, None, f"{path}: no images in this folder" + ("" if recursive else " (try --recursive)")
             for file in found:
                 yield file, path, None

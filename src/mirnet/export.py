@@ -240,6 +240,17 @@ def c_array(flat: bytes, name: str) -> str:
             f"const unsigned int {name}_len = {len(flat)};\n")  # fmt: skip
 
 
+def check_micro_tiles(tile: int, overlap: int) -> None:
+    """ExportError unless the sketch's tiler can use these: room to blend, tiles inside the QCIF frame,
+    and at most MICRO_MAX_STARTS tile positions per side."""
+    if not 0 <= overlap < tile / 2 or tile > min(QCIF):
+        raise ExportError(f"micro tiles need 0 <= overlap < tile / 2 and tile <= {min(QCIF)}; "
+                          f"got tile {tile}, overlap {overlap}")  # fmt: skip
+    if max(tile_starts_count(side, tile, overlap) for side in QCIF) > MICRO_MAX_STARTS:
+        raise ExportError(f"tile {tile} with overlap {overlap} needs more than {MICRO_MAX_STARTS} tiles "
+                          "per side of the QCIF frame; use larger tiles")  # fmt: skip
+
+
 def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.ndarray], tile: int = MICRO_TILE,
                  overlap: int = MICRO_OVERLAP, name: str = "mirnet") -> dict:  # fmt: skip
     """Write an int8 model for TensorFlow Lite Micro and an Arduino sketch that runs it tile by tile on
@@ -250,14 +261,7 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
     from .model import count_macs, count_parameters
 
     folder = Path(folder)
-    # The sketch's tiler assumes these (checked before the slow conversion): room to blend, tiles
-    # inside the QCIF frame, and at most MICRO_MAX_STARTS tile positions per side.
-    if not 0 <= overlap < tile / 2 or tile > min(QCIF):
-        raise ExportError(f"micro tiles need 0 <= overlap < tile / 2 and tile <= {min(QCIF)}; "
-                          f"got tile {tile}, overlap {overlap}")  # fmt: skip
-    if max(tile_starts_count(side, tile, overlap) for side in QCIF) > MICRO_MAX_STARTS:
-        raise ExportError(f"tile {tile} with overlap {overlap} needs more than {MICRO_MAX_STARTS} tiles "
-                          "per side of the QCIF frame; use larger tiles")  # fmt: skip
+    check_micro_tiles(tile, overlap)  # before the slow conversion
     flat = convert_tflite(model, tile, tile, calibration)
     arena = arena_size(flat)
     sketch_arena = arena + ARENA_MARGIN  # what the sketch declares: room for CMSIS-NN scratch too

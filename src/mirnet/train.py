@@ -364,6 +364,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", torch.cuda.current_device()))
     train_pairs, val_pairs = datasets(cfg)
     fingerprint = data_id(cfg.data)
+    val_fingerprint = data_id(cfg.val_data) if cfg.val_data else None
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = MIRNet(preset(cfg.preset, **cfg.model_overrides))
@@ -385,9 +386,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if resume:
         record = json.loads(run.config.read_text())
         _check_same_run(record, run, train_pairs, val_pairs, world)
-        if record.get("data_id", fingerprint) != fingerprint:
-            raise DataError(f"{cfg.data}: not the data the run in {run.folder} was started on (the same pair "
-                            f"names, but other file sizes); resume with the data it was started on")  # fmt: skip
+        for folder, key, now in ((cfg.data, "data_id", fingerprint), (cfg.val_data, "val_data_id", val_fingerprint)):
+            if record.get(key, now) != now:
+                raise DataError(f"{folder}: not the data the run in {run.folder} was started on (the same pair "
+                                f"names, but other file sizes); resume with the data it was started on")  # fmt: skip
         _check_same_schedule(record, run, cfg)
         try:
             state = read_torch_checkpoint(run.last)
@@ -403,7 +405,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             sampler.load_state_dict(state["samplers"][rank])
             torch.set_rng_state(state["torch_rng"])
             step, best_psnr, clock.before = state["step"], state["best_psnr"], state["elapsed"]
-            epoch_losses = state["epoch_losses"]
+            # Checkpoints before 2026-12-04 kept rank 0's losses alone.
+            epoch_losses = state.get("epoch_losses_per_process", {rank: state["epoch_losses"]})[rank]
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:  # a foreign or edited file
             raise ValueError(f"{run.last}: cannot resume from this checkpoint ({type(error).__name__}: "
                              f"{first_line(error)})") from None  # fmt: skip
@@ -415,7 +418,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         record = {"train": dataclasses.asdict(cfg), "model": model.config.to_dict(),
                   "parameters": count_parameters(model), "runtime": runtime.describe(), "world_size": world,
                   "train_pairs": [p.stem for p in train_pairs], "val_pairs": [p.stem for p in val_pairs],
-                  "data_id": fingerprint, "paths": _resolved_paths(cfg)}  # fmt: skip
+                  "data_id": fingerprint, "val_data_id": val_fingerprint, "paths": _resolved_paths(cfg)}  # fmt: skip
         with atomic_output(run.config) as tmp:
             tmp.write_text(json.dumps(record, indent=2))
 
@@ -428,15 +431,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     history = [row for row in history if row["step"] <= step]  # rows after the checkpoint are redone
 
     def checkpoint() -> None:
-        samplers = [sampler.state_dict()]
+        # Each process's crop sampler and losses of the epoch so far (the epoch's loss is their mean).
+        samplers, losses = [sampler.state_dict()], [epoch_losses]
         if world > 1:
-            samplers = [None] * world
+            samplers, losses = [None] * world, [None] * world
             dist.all_gather_object(samplers, sampler.state_dict())
+            dist.all_gather_object(losses, epoch_losses)
         if rank == 0:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "samplers": samplers, "torch_rng": torch.get_rng_state(),
                      "step": step, "best_psnr": best_psnr, "elapsed": clock(),
-                     "epoch_losses": epoch_losses}  # fmt: skip
+                     "epoch_losses": epoch_losses, "epoch_losses_per_process": losses}  # fmt: skip
             if ema is not None:
                 state["ema"] = ema.state_dict()
             with atomic_output(run.last) as tmp:

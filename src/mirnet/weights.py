@@ -196,6 +196,8 @@ def _infer_config(state: dict[str, Tensor], path: Path) -> MIRNetConfig:
 def read_torch_checkpoint(path: str | Path):
     """What torch.load reads from path with its weights-only unpickler (tensors and plain containers,
     never code), its failures as one WeightsError line."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file")
     try:
         with warnings.catch_warnings():  # torch warns about some refused files before it raises
             warnings.simplefilter("ignore")
@@ -206,13 +208,22 @@ def read_torch_checkpoint(path: str | Path):
 
 def _load_failure(error: BaseException) -> str:
     """Why torch.load refused a file, in one line."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if lines and lines[0].startswith("Weights only load failed"):
-        # torch's first line advises loading without weights_only, which runs whatever code the file
-        # holds: never advised here. Its own reason is on a later line.
-        reason = next((line for line in lines[1:] if not line.startswith(("Check the documentation", "Please file"))), "")
-        return "it holds Python objects besides tensors, which are not loaded" + (f": {reason}" if reason else "")
-    return f"{type(error).__name__}: {first_line(error)}"
+    text = str(error)
+    if not text.startswith("Weights only load failed"):
+        return f"{type(error).__name__}: {first_line(error)}" if text.strip() else type(error).__name__
+    # torch's message advises loading without weights_only, which runs whatever code the file holds:
+    # never advised here. Its reason follows "WeightsUnpickler error:" (on that line or the next).
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = ""
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else "")
+            break
+        if line.startswith("Trying to load unsupported"):
+            reason = line
+            break
+    reason = reason.split(" was not an allowed global")[0].split(" whose module")[0].rstrip(".")
+    return "refused by torch's weights-only reader, which never runs a file's code" + (f": {reason}" if reason else "")
 
 
 def latest_weights(last: str | Path) -> MIRNet:

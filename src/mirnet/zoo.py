@@ -8,6 +8,7 @@ dropping a mirnet .safetensors file into the models folder ($MIRNET_HOME, else
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -80,6 +81,15 @@ def model_file(name_or_path: str | Path | None = None) -> Path:
     return installed_models().get(text, Path(text))
 
 
+def _is_run_checkpoint(path: Path) -> bool:
+    """Whether path is a training run's last.pt: beside the config.json `mirnet train` writes."""
+    try:
+        record = json.loads((path.parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "train" in record and "model" in record
+
+
 def load_model(name_or_path: str | Path | None = None) -> MIRNet:
     """A model in eval mode: the default (None), a bundled or installed model's name, a mirnet
     .safetensors file, a training run's last.pt (beside its config.json), or an official MIRNet
@@ -90,7 +100,7 @@ def load_model(name_or_path: str | Path | None = None) -> MIRNet:
         raise WeightsError(f"{path}: the bundled model {text!r} is missing from this installation")
     if path.suffix == ".safetensors":
         return load_weights(path)
-    if path.suffix == ".pt" and (path.parent / "config.json").is_file():
+    if path.suffix == ".pt" and _is_run_checkpoint(path):
         return latest_weights(path)
     if path.suffix in (".pth", ".pt", ".ckpt"):
         return load_official_checkpoint(path)
