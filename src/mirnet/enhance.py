@@ -40,7 +40,7 @@ PIL_LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb guard (about 8
 WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 MIN_TILE = 16  # the API's floor (a 1-pixel tile would take a pass per pixel); the CLI asks for 64
-JPEG_MAX_EXIF = 65_533 - 6  # an APP1 segment's payload, less its "Exif\0\0" header
+JPEG_MAX_EXIF = 65_533  # an APP1 segment's payload: the record with its "Exif\0\0" header, as Pillow checks it
 _SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 
 
