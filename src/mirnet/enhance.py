@@ -313,6 +313,14 @@ def check_tiling(tile: int | str | None, overlap: int) -> None:
         raise ValueError(f"tile ({size}) must be more than twice the overlap ({overlap})")
 
 
+def check_pixels(x: torch.Tensor) -> None:
+    """ValueError for an image without pixels: every way in (arrays, photos) reaches an enhancer's
+    enhance_tensor, which calls this."""
+    height, width = x.shape[-2:]
+    if not height or not width:
+        raise ValueError(f"an empty image ({width}x{height} pixels) has nothing to enhance")
+
+
 def auto_tile(height: int, width: int) -> int | None:
     """The tile size used when none is given: whole-image inference up to AUTO_TILE_PIXELS."""
     return None if height * width <= AUTO_TILE_PIXELS else AUTO_TILE
@@ -409,6 +417,7 @@ class Enhancer:
         """(1, 3, H, W) in [0, 1] to the same; tiles of tile x tile with blended overlaps when tile is
         set, all with the whole image's global context (context_pixels=None: each tile its own)."""
         _, _, height, width = x.shape
+        check_pixels(x)
         whole = tile is None or (tile >= height and tile >= width)
         check_tiling(None if whole else tile, overlap)  # a tile that covers the image needs no room to blend
         if whole:
@@ -431,8 +440,6 @@ class Enhancer:
     def enhance_rgb(self, rgb: np.ndarray, tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
         """HxWx3 uint8 to HxWx3 uint8."""
         height, width = rgb.shape[:2]
-        if not height or not width:
-            raise ValueError(f"an empty image ({width}x{height} pixels) has nothing to enhance")
         if tile == "auto":
             tile = auto_tile(height, width)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float().div_(255)  # a copy: Pillow's arrays are read-only
@@ -480,8 +487,6 @@ def _enhance_array(enhancer: Enhancer, array: np.ndarray, tile, overlap) -> np.n
     array = np.ascontiguousarray(array)  # views such as bgr[..., ::-1] have strides torch refuses
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
         raise ValueError(f"expected an HxWx3 or HxW array, got shape {array.shape}")
-    if not array.shape[0] or not array.shape[1]:
-        raise ValueError(f"an empty image ({array.shape[1]}x{array.shape[0]} pixels) has nothing to enhance")
     if array.dtype == np.uint8:
         x = torch.tensor(array).float().div_(255)
     elif np.issubdtype(array.dtype, np.floating):  # no 8-bit rounding on the way in or out

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .enhance import DEFAULT_OVERLAP, Enhancer, InferenceError, _starts
+from .enhance import DEFAULT_OVERLAP, Enhancer, InferenceError, _starts, check_pixels
 from .errors import first_line
 from .export import ExportError, _require, silenced_output
 
@@ -54,6 +54,7 @@ class OnnxEnhancer(Enhancer):
 
     def enhance_tensor(self, x: torch.Tensor, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                        context_pixels: int | None = None) -> torch.Tensor:  # fmt: skip
+        check_pixels(x)
         if tile is not None and (tile < x.shape[2] or tile < x.shape[3]):
             raise ExportError(f"{WHOLE_IMAGES_ONLY}; pass tile=None")
         return self._run(x)
