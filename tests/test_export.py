@@ -367,6 +367,11 @@ def test_onnx_enhancer_refuses_a_tile_size_in_the_python_api_before_any_work(onn
     Image.fromarray(np.zeros((70, 80, 3), np.uint8)).save(tmp_path / "a.png")
     with pytest.raises(ValueError, match=r"^tile=64: the onnx backend enhances whole images; pass tile=None$"):
         enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=64, progress=False)
+    with pytest.raises(ValueError, match=r"^tile=64: the onnx backend enhances whole images"):  # NumPy's too
+        enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=np.int64(64),
+                      progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"^tile must be a size in pixels, 'auto' or None, got 64.0$"):
+        enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=64.0, progress=False)
     assert not (tmp_path / "out").exists()
     summary = enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=None,
                             progress=False)  # fmt: skip

@@ -295,16 +295,18 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts + [length - tile]
 
 
+def whole_number(value) -> bool:
+    """An integer of Python's or NumPy's, but not True or False."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def check_tiling(tile: int | str | None, overlap: int) -> None:
     """ValueError unless tile (pixels, "auto" or None) and overlap can cut an image into tiles."""
-    def whole(value) -> bool:  # NumPy's integers too, not True and False
-        return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-    if not (isinstance(tile, str) and tile == "auto" or tile is None or whole(tile)):
+    if not (isinstance(tile, str) and tile == "auto" or tile is None or whole_number(tile)):
         raise ValueError(f"tile must be a size in pixels, 'auto' or None, got {tile!r}")
-    if whole(tile) and tile < MIN_TILE:  # smaller tiles cost a pass each for little memory saved
+    if whole_number(tile) and tile < MIN_TILE:  # smaller tiles cost a pass each for little memory saved
         raise ValueError(f"tile must be at least {MIN_TILE} pixels, got {tile}")
-    if not whole(overlap):
+    if not whole_number(overlap):
         raise ValueError(f"overlap must be a whole number of pixels, got {overlap!r}")
     if overlap < 0:
         raise ValueError(f"overlap must be 0 or more pixels, got {overlap}")

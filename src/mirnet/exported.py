@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .enhance import DEFAULT_OVERLAP, Enhancer, InferenceError, _starts, check_pixels
+from .enhance import DEFAULT_OVERLAP, Enhancer, InferenceError, _starts, check_pixels, check_tiling, whole_number
 from .errors import first_line
 from .export import ExportError, _require, silenced_output
 
@@ -60,8 +60,9 @@ class OnnxEnhancer(Enhancer):
         return self._run(x)
 
     def check_tiling(self, tile: int | str | None, overlap: int) -> None:
-        if isinstance(tile, int):
+        if whole_number(tile):  # NumPy's integers too
             raise ValueError(f"tile={tile}: {WHOLE_IMAGES_ONLY}; pass tile=None")
+        check_tiling(tile, overlap)  # the shared refusal of a tile of the wrong type
 
     def enhance_rgb(self, rgb: np.ndarray, tile=None, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
         return super().enhance_rgb(rgb, None if tile == "auto" else tile, overlap)
