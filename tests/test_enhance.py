@@ -510,6 +510,15 @@ def test_cmyk_with_an_unusable_profile_exif_of_the_wrong_type_and_float_tiffs_ar
     Image.fromarray(unit, "F").save(tmp_path / "float.tif")
     photo = read_photo(tmp_path / "float.tif")
     assert photo.grayscale and photo.rgb[0, 0, 0] == 0 and photo.rgb[-1, -1, 0] == 255
+    assert "32-bit float input read as [0, 1], written as 8-bit" in photo.notes
+    overshoot = np.linspace(0, 1, 100 * 100, dtype=np.float32).reshape(100, 100)
+    overshoot[0, :5] = 1.3  # five highlights above 1 of 10,000 values: still [0, 1], clipped
+    Image.fromarray(overshoot, "F").save(tmp_path / "overshoot.tif")
+    photo = read_photo(tmp_path / "overshoot.tif")
+    assert photo.rgb[0, 0, 0] == 255 and photo.rgb[50, 50, 0] == round(overshoot[50, 50] * 255)
+    Image.fromarray(unit * 200, "F").save(tmp_path / "float255.tif")
+    photo = read_photo(tmp_path / "float255.tif")
+    assert photo.rgb[-1, -1, 0] == 200 and "32-bit float input read as 0-255, written as 8-bit" in photo.notes
 
 
 def test_webp_too_large_and_out_of_memory_are_one_line_and_the_batch_goes_on(enhancer, tmp_path):

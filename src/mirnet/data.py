@@ -31,11 +31,14 @@ def eight_bit(image: Image.Image) -> tuple[Image.Image, str | None]:
         top = 65535.0 if values.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0
         scaled = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(scaled, "L"), "16-bit input written as 8-bit"
-    if image.mode == "F":  # [0, 1] when its values say so, else 0-255
+    if image.mode == "F":
         values = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
-        scaled = np.clip(values * scale + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled, "L"), "32-bit float input written as 8-bit"
+        # [0, 1] when nearly all its values lie there: a few overshoots (a rendering's highlights) are
+        # clipped, not taken as a sign of 0-255, which would read the image as black; the note says which.
+        unit = values.size == 0 or np.quantile(values, 0.999, method="lower") <= 1.0
+        scaled = np.clip(values * (255.0 if unit else 1.0) + 0.5, 0, 255).astype(np.uint8)
+        reading = "[0, 1]" if unit else "0-255"
+        return Image.fromarray(scaled, "L"), f"32-bit float input read as {reading}, written as 8-bit"
     return image, None
 
 
