@@ -479,6 +479,10 @@ def test_torchrun_two_cpu_processes_train_and_resume(data, tmp_path):
     state = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
     assert state["step"] == 3 and len(state["samplers"]) == 2
     assert state["samplers"][0] != state["samplers"][1]  # each process draws its own crops
+    # Step 3 is inside epoch 2: each process's loss of it is kept, for the epoch's mean over all of them.
+    per_process = state["epoch_losses_per_process"]
+    assert len(per_process) == 2 and all(len(losses) == 1 for losses in per_process)
+    assert per_process[0] == state["epoch_losses"] and per_process[0] != per_process[1]
     config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert config["world_size"] == 2
     result = _torchrun(common + ["--out", str(tmp_path / "ddp"), "--resume", "--max-steps", "4"], env)
