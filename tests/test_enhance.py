@@ -755,6 +755,13 @@ def test_jpegs_missing_their_data_are_refused_and_padded_ones_read(tmp_path):
                          ("big.jpg", "bytes of image data cannot hold 9000x9000 pixels")):  # fmt: skip
         with pytest.raises(ImageError, match=f"{name}: corrupt or truncated image \\(.*{reason.replace('?', '.')}"):
             read_photo(tmp_path / name)
+    # Cut short with its end marker put back: it decodes, grey where the data ended, and says so.
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 6 // 10] + b"\xff\xd9")
+    photo = read_photo(tmp_path / "cut.jpg")
+    rows = int((photo.rgb == 128).all(axis=(1, 2)).sum())
+    assert rows >= 8 and photo.notes == [f"its last {rows} rows are flat grey (128), as a JPEG whose data ended "
+                                         "early decodes: the file may be cut short"]  # fmt: skip
+    assert read_photo(tmp_path / "padded.jpg").notes == []  # a whole photo says nothing
 
 
 def test_a_file_name_with_a_newline_is_still_one_line(enhancer, tmp_path):

@@ -84,6 +84,9 @@ def decode(image: Image.Image) -> Photo:
     if frames > 1 and fmt != "JPEG":  # an MPO's second picture is a preview, not a frame
         notes.append(f"the first of its {frames} frames enhanced")
     image.load()  # here, not under the EXIF warning catcher below: read_photo turns bomb warnings into errors
+    if fmt == "JPEG" and (rows := grey_tail(image)) >= 8:
+        notes.append(f"its last {rows} rows are flat grey (128), as a JPEG whose data ended early decodes: "
+                     "the file may be cut short")  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:  # Pillow warns of corrupt EXIF on stderr
         warnings.simplefilter("always")
         # A TIFF's tags are the file's own, which the transposed copy below no longer has: its
@@ -202,6 +205,18 @@ def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
         raise ImageError(f"{path}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         raise ImageError(f"{path}: corrupt or truncated image ({error})") from None
+
+
+def grey_tail(image: Image.Image) -> int:
+    """How many rows at the bottom of a decoded image are exactly mid-grey (128): where a JPEG's data
+    ends early, even with its end marker there, libjpeg fills the rest so and Pillow does not say."""
+    if image.mode not in ("L", "RGB"):
+        return 0
+    rows = np.asarray(image).reshape(image.height, -1)
+    if not (rows[-1] == 128).all():  # the usual answer, from one row
+        return 0
+    other = np.flatnonzero((rows != 128).any(axis=1))
+    return image.height - (other[-1] + 1 if other.size else 0)
 
 
 def jpeg_damage(data: bytes) -> str | None:
