@@ -512,10 +512,15 @@ def test_cmyk_with_an_unusable_profile_exif_of_the_wrong_type_and_float_tiffs_ar
     assert photo.grayscale and photo.rgb[0, 0, 0] == 0 and photo.rgb[-1, -1, 0] == 255
     assert "32-bit float input read as [0, 1], written as 8-bit" in photo.notes
     overshoot = np.linspace(0, 1, 100 * 100, dtype=np.float32).reshape(100, 100)
-    overshoot[0, :5] = 1.3  # five highlights above 1 of 10,000 values: still [0, 1], clipped
+    overshoot[:2] = 1.5  # a render with 2% of highlights above 1: still [0, 1], clipped
     Image.fromarray(overshoot, "F").save(tmp_path / "overshoot.tif")
     photo = read_photo(tmp_path / "overshoot.tif")
     assert photo.rgb[0, 0, 0] == 255 and photo.rgb[50, 50, 0] == round(overshoot[50, 50] * 255)
+    stars = np.full((100, 100), 0.8, np.float32)
+    stars[0, :10] = 250  # a dark 0-255 frame with a few bright stars: 0-255, not a grey [0, 1] sky
+    Image.fromarray(stars, "F").save(tmp_path / "stars.tif")
+    photo = read_photo(tmp_path / "stars.tif")
+    assert photo.rgb[50, 50, 0] == 1 and photo.rgb[0, 0, 0] == 250
     Image.fromarray(unit * 200, "F").save(tmp_path / "float255.tif")
     photo = read_photo(tmp_path / "float255.tif")
     assert photo.rgb[-1, -1, 0] == 200 and "32-bit float input read as 0-255, written as 8-bit" in photo.notes
@@ -762,6 +767,10 @@ def test_jpegs_missing_their_data_are_refused_and_padded_ones_read(tmp_path):
     assert rows >= 8 and photo.notes == [f"its last {rows} rows are flat grey (128), as a JPEG whose data ended "
                                          "early decodes: the file may be cut short"]  # fmt: skip
     assert read_photo(tmp_path / "padded.jpg").notes == []  # a whole photo says nothing
+    banded = _photo(192, 256)
+    banded[-16:] = 128  # a PNG's grey band is only a band
+    Image.fromarray(banded).save(tmp_path / "band.png")
+    assert read_photo(tmp_path / "band.png").notes == []
 
 
 def test_a_file_name_with_a_newline_is_still_one_line(enhancer, tmp_path):

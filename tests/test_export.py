@@ -370,8 +370,9 @@ def test_onnx_enhancer_refuses_a_tile_size_in_the_python_api_before_any_work(onn
     with pytest.raises(ValueError, match=r"^tile=64: the onnx backend enhances whole images"):  # NumPy's too
         enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=np.int64(64),
                       progress=False)  # fmt: skip
-    with pytest.raises(ValueError, match=r"^tile must be a size in pixels, 'auto' or None, got 64.0$"):
-        enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=64.0, progress=False)
+    for tile in (64.0, True, np.bool_(True)):
+        with pytest.raises(ValueError, match=r"^tile must be a size in pixels, 'auto' or None, got "):
+            enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=tile, progress=False)
     assert not (tmp_path / "out").exists()
     summary = enhance_files([tmp_path / "a.png"], tmp_path / "out", OnnxEnhancer(onnx_file), tile=None,
                             progress=False)  # fmt: skip

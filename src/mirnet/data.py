@@ -33,9 +33,12 @@ def eight_bit(image: Image.Image) -> tuple[Image.Image, str | None]:
         return Image.fromarray(scaled, "L"), "16-bit input written as 8-bit"
     if image.mode == "F":
         values = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        # [0, 1] when nearly all its values lie there: a few overshoots (a rendering's highlights) are
-        # clipped, not taken as a sign of 0-255, which would read the image as black; the note says which.
-        unit = values.size == 0 or np.quantile(values, 0.999, method="lower") <= 1.0
+        # [0, 1] or 0-255? The reading that loses fewer pixels: [0, 1] clips those above 1 to white,
+        # 0-255 rounds those in (0, 0.5) to black. A render's few highlights above 1 keep it [0, 1];
+        # a dark 0-255 frame with a few bright stars stays 0-255. The note says which was taken.
+        clipped = np.count_nonzero(values > 1.0)
+        crushed = np.count_nonzero((values > 0) & (values < 0.5))
+        unit = clipped <= crushed
         scaled = np.clip(values * (255.0 if unit else 1.0) + 0.5, 0, 255).astype(np.uint8)
         reading = "[0, 1]" if unit else "0-255"
         return Image.fromarray(scaled, "L"), f"32-bit float input read as {reading}, written as 8-bit"

@@ -60,9 +60,12 @@ class OnnxEnhancer(Enhancer):
         return self._run(x)
 
     def check_tiling(self, tile: int | str | None, overlap: int) -> None:
+        """Whole images only: tile None or "auto"; overlap, which no tile uses, is not looked at."""
+        if tile is None or isinstance(tile, str) and tile == "auto":
+            return
         if whole_number(tile):  # NumPy's integers too
             raise ValueError(f"tile={tile}: {WHOLE_IMAGES_ONLY}; pass tile=None")
-        check_tiling(tile, overlap)  # the shared refusal of a tile of the wrong type
+        check_tiling(tile, 0)  # the shared refusal of a tile of the wrong type
 
     def enhance_rgb(self, rgb: np.ndarray, tile=None, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
         return super().enhance_rgb(rgb, None if tile == "auto" else tile, overlap)
