@@ -6,7 +6,8 @@
 #   bash scripts/gpu_paper_run.sh receive 1 smoke          # part 1 (validation pairs), then a smoke test
 #   bash scripts/gpu_paper_run.sh receive N                # the other parts (carry .devdata/pN)
 #   bash scripts/gpu_paper_run.sh train SECONDS STEPS [TRAIN OPTIONS...]    # 2026-12-04: train 460 300
-# (steps run in the order given: `receive 7 train 460 300` takes the last part and trains).
+# (steps run in the order given: `receive 7 train 460 300` takes the last part and trains; smoke and
+# train end a command line, every word after them going to `mirnet train`).
 #
 # smoke runs 12 steps of the run's own command on the validation pairs, and the scoring and
 # packing below on two of them, so a mistake costs seconds instead of the run. train trains for
@@ -30,30 +31,49 @@ out=${OUT:?OUT: the folder whose files come back}
 recipe=(--preset paper --crop 128 --batch-size 16 --augment --lr 2e-4 --schedule cosine --warmup-steps 100
         --ssim-weight 0.5 --seed 0)
 mirnet() { "$python" -m mirnet "$@"; }
+fail() {
+    echo "gpu_paper_run.sh: $*" >&2
+    exit 2
+}
 
-# Score a run's best checkpoint on the held-out pairs and eval15, and pack what comes back.
+# What comes back of a run folder: everything but checkpoints and weights (log, metrics, plots, scores).
+pack() {
+    if [[ -d $1 ]]; then
+        tar czf "$out/results.tgz" -C "$1" --exclude='*.pt' --exclude='*.safetensors' .
+    fi
+}
+
+# Bring back a run's weights in fp16 (its best checkpoint, else where it stopped) and its records first,
+# so that a failure or the call's time limit while scoring still returns them; then score the weights
+# on the held-out pairs and eval15 and pack the records again.
 finish() {
-    local run=$1 val=$2 eval15=$3
-    mirnet evaluate --data "$val" --weights "$run/best.safetensors" --label paper-gpu --precision fp32 \
-        --out "$run/validation" --figure 0 --summary
-    mirnet evaluate --data "$eval15" --weights "$run/best.safetensors" --label paper-gpu --precision fp32 \
-        --out "$run/eval15" --summary
-    "$python" - "$run/best.safetensors" "$run/paper-fp16.safetensors" <<'EOF'
+    local run=$1 val=$2 eval15=$3 weights=$1/best.safetensors
+    [[ -f $weights ]] || weights=$run/last.pt  # no validated epoch improved (or none ended)
+    "$python" - "$weights" "$run/paper-fp16.safetensors" <<'EOF'
 import sys
-from mirnet.weights import load_weights, read_metadata, save_weights
-record = read_metadata(sys.argv[1])
-record.pop("config")
-save_weights(load_weights(sys.argv[1]).half(), sys.argv[2], metadata=record)
+from mirnet import load_model
+from mirnet.weights import read_metadata, save_weights
+source, target = sys.argv[1:]
+record = read_metadata(source) if source.endswith(".safetensors") else {"training": {"source": "last.pt"}}
+record.pop("config", None)
+save_weights(load_model(source).half(), target, metadata=record)
 EOF
-    sha256sum "$run/paper-fp16.safetensors" | tee "$run/paper-fp16.sha256"
+    (cd "$run" && sha256sum paper-fp16.safetensors | tee paper-fp16.sha256)
     split -n 5 -d "$run/paper-fp16.safetensors" "$out/paper-fp16.safetensors.part"
-    tar czf "$out/results.tgz" -C "$run" --exclude='*.pt' --exclude='*.safetensors' .
+    pack "$run"
+    mirnet evaluate --data "$val" --weights "$weights" --label paper-gpu --precision fp32 \
+        --out "$run/validation" --figure 0 --summary
+    mirnet evaluate --data "$eval15" --weights "$weights" --label paper-gpu --precision fp32 \
+        --out "$run/eval15" --summary
+    pack "$run"
     ls -l "$out"
 }
 
+# smoke and train take every word after them as options of `mirnet train`: each ends a command line.
 while [[ $# -gt 0 ]]; do
     case $1 in
         receive)
+            [[ $# -ge 2 && -d $parts/p${2:-} ]] || fail "receive N: no part $parts/p${2:-}"
             mkdir -p "$lol"
             cp -a "$parts/p$2/." "$lol/"
             for folder in "$lol"/*/low; do echo "$(dirname "$folder"): $(ls "$folder" | wc -l) pairs"; done
@@ -72,14 +92,18 @@ while [[ $# -gt 0 ]]; do
             finish "$smoke/run" "$smoke/data" "$smoke/data"
             shift $# ;;
         train)
+            [[ $# -ge 3 ]] || fail "train SECONDS STEPS [TRAIN OPTIONS...]: the seconds and the steps per validation"
             seconds=$2 every=$3
+            case $(realpath -m "$lol")/ in
+                "$(realpath -m "$work")"/*) fail "WORK ($work) holds LOL ($lol), which train would delete" ;;
+            esac
             rm -rf "$work" && mkdir -p "$work"
+            trap 'pack "$work"' EXIT  # the log and metrics come back even if training fails
             mirnet train --data "$lol/train" --val-data "$lol/val" --out "$work" "${recipe[@]}" \
                 --train-time "$seconds" --steps-per-epoch "$every" "${@:4}" 2>&1 | tee "$work/train.log"
             finish "$work" "$lol/val" "$lol/eval15"
             shift $# ;;
         *)
-            echo "gpu_paper_run.sh: unknown step $1" >&2
-            exit 2 ;;
+            fail "unknown step $1 (receive N, smoke, train SECONDS STEPS)" ;;
     esac
 done

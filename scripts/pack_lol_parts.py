@@ -42,9 +42,11 @@ def webp_bytes(source: Path) -> bytes:
 
 
 def repository_mib() -> float:
-    """The size of the files git tracks here, which travel with every device call."""
+    """The size of the files that travel with every device call: those git tracks here, and those it
+    neither tracks nor ignores."""
     root = Path(__file__).resolve().parent.parent
-    names = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    command = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    names = subprocess.run(command, cwd=root, capture_output=True, check=True).stdout
     files = [root / name for name in names.decode().split("\0") if name]
     return sum(f.stat().st_size for f in files if f.exists()) / 2**20
 
@@ -54,7 +56,7 @@ def main() -> None:
     parser.add_argument("--lol", type=Path, default=Path("../shared/data/LOL"))
     parser.add_argument("--out", type=Path, default=Path(".devdata"))
     parser.add_argument("--part-mb", type=float, default=None,
-                        help="MiB in each part (default: 63 less the repository's tracked files; the device "
+                        help="MiB in each part (default: 63 less the repository's travelling files; the device "
                              "tool refused 43.1 beside 20.5 of them: it counts more than bytes)")  # fmt: skip
     parser.add_argument("--eval15", action="store_true", help="add eval15/ after the training pairs")
     parser.add_argument("--val-pairs", type=int, default=64)

@@ -35,15 +35,18 @@ def test_pack_lol_parts_splits_as_training_does_and_fits_its_parts(tmp_path):
     assert len(parts) >= 2, result.stdout
     merged = tmp_path / "merged"
     for part in parts:
-        size = sum(f.stat().st_size for f in part.rglob("*.webp"))
+        images = [f for f in part.rglob("*") if f.is_file() and not f.name.startswith("part-")]
+        size = sum(f.stat().st_size for f in images)
         assert size <= part_mib * 2**20, f"{part.name}: {size} bytes"
         subprocess.run(["cp", "-a", f"{part}/.", str(merged)], check=True)
 
     train, held = split_by_scene(load_pairs(lol / "our485"), 3, 0)
-    assert {stem for stem, _, _ in find_pairs(merged / "val")} == {p.stem for p in held}
+    assert {stem for stem, _, _ in find_pairs(parts[0] / "val")} == {p.stem for p in held}  # part 1 first
     assert {stem for stem, _, _ in find_pairs(merged / "train")} == {p.stem for p in train}
-    for stem, low, high in find_pairs(merged / "train"):  # copied byte for byte
-        assert low.read_bytes() == (lol / "our485" / "low" / low.name).read_bytes()
+    for folder in ("train", "val"):
+        for stem, low, high in find_pairs(merged / folder):  # copied byte for byte
+            assert low.read_bytes() == (lol / "our485" / "low" / low.name).read_bytes()
+            assert high.read_bytes() == (lol / "our485" / "high" / high.name).read_bytes()
     eval15 = find_pairs(merged / "eval15")
     assert [stem for stem, _, _ in eval15] == ["0", "1", "2"]
     for stem, low, high in eval15:  # PNG re-encoded as lossless WebP: the same pixels
@@ -92,6 +95,25 @@ def test_gpu_paper_run_receives_parts_trains_and_packs_its_results(tmp_path):
         assert name in names
     assert not any(name.endswith((".pt", ".safetensors")) for name in names)
 
+    # The smoke test: the run's command for 12 steps on the validation pairs, then the same packing.
+    for stale in out.iterdir():
+        stale.unlink()
+    smoke = subprocess.run(["bash", str(SCRIPTS / "gpu_paper_run.sh"), "smoke", *tiny], check=False, env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert smoke.returncode == 0, smoke.stdout[-2000:] + smoke.stderr[-2000:]
+    assert len(list(out.glob("paper-fp16.safetensors.part*"))) == 5 and (out / "results.tgz").exists()
+
+    # A run that fails still brings back its log.
+    (out / "results.tgz").unlink()
+    command = ["bash", str(SCRIPTS / "gpu_paper_run.sh"), "train", "4", "3", *tiny, "--crop", "999"]
+    failed = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    with tarfile.open(out / "results.tgz") as tar:
+        log = tar.extractfile("./train.log").read().decode()
+    assert "999" in log
+    lost = subprocess.run(["bash", str(SCRIPTS / "gpu_paper_run.sh"), "train", "4", "3"], check=False,
+                          env={**env, "WORK": str(tmp_path)}, capture_output=True, text=True)  # fmt: skip
+    assert lost.returncode == 2 and "which train would delete" in lost.stderr and (tmp_path / "lol").exists()
     refused = subprocess.run(["bash", str(SCRIPTS / "gpu_paper_run.sh"), "fly"], check=False, env=env,
                              capture_output=True, text=True)  # fmt: skip
     assert refused.returncode == 2 and "unknown step fly" in refused.stderr
