@@ -488,7 +488,15 @@ def test_torchrun_two_cpu_processes_train_and_resume(data, tmp_path):
     result = _torchrun(common + ["--out", str(tmp_path / "ddp"), "--resume", "--max-steps", "4"], env)
     assert result.returncode == 0, _worker_errors(result.stderr)
     assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["step"] == 4
-    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 2
+    resumed = [json.loads(r) for r in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert len(resumed) == 2
+    # The epoch the resume finished has the mean of all four of its losses (two steps x two
+    # processes), each process's half of it restored from the checkpoint: as a run never stopped.
+    whole = _torchrun(common + args[:2] + ["--out", str(tmp_path / "ddp-whole")] + args[4:-1] + ["4"], env,
+                      fresh_run=tmp_path / "ddp-whole")  # fmt: skip
+    assert whole.returncode == 0, _worker_errors(whole.stderr)
+    straight = [json.loads(r) for r in (tmp_path / "ddp-whole" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in resumed] == pytest.approx([r["train_loss"] for r in straight], rel=1e-6)
 
 
 def test_torchrun_two_cpu_processes_train_for_a_time(data, tmp_path):
