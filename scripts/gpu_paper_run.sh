@@ -11,11 +11,12 @@
 #
 # smoke runs 12 steps of the run's own command on the validation pairs, and the scoring and
 # packing below on two of them, so a mistake costs seconds instead of the run. train trains for
-# SECONDS in all (validation included; the cosine anneals over that time), validating every STEPS steps
-# on the 65 held-out pairs and keeping the best; then it scores that checkpoint on the held-out
-# pairs and once on eval15 (fp32, TF32 convolutions), and writes into $OUT the best weights in
-# fp16, cut into five files (cat $OUT/paper-fp16.safetensors.part* > paper-fp16.safetensors), and
-# results.tgz (the run's log, metrics.csv, config.json, plots and both evaluations).
+# SECONDS in all (validation included; the cosine anneals over that time), validating every STEPS
+# steps on the 65 held-out pairs and keeping the best. It writes into $OUT that checkpoint (where the
+# run stopped, if none was kept) in fp16, cut into five files (cat $OUT/paper-fp16.safetensors.part*
+# > paper-fp16.safetensors), and results.tgz (the run's log, metrics.csv, config.json, plots); then it
+# scores the checkpoint on the held-out pairs and once on eval15 (fp32, TF32 convolutions) and adds
+# both to results.tgz. A failed run still brings back its log.
 #
 # The recipe is the paper's (128x128 crops, batch 16, Adam at 2e-4 annealed by a cosine) with this
 # project's loss (Charbonnier + 0.5 x (1 - SSIM), as the CPU models) and flips/rotations.

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .enhance import DEFAULT_OVERLAP, Enhancer, InferenceError, _starts, check_pixels, check_tiling, whole_number
+from .enhance import (DEFAULT_OVERLAP, Enhancer, InferenceError, _starts, check_pixels, check_tiling,
+                      whole_number)
 from .errors import first_line
 from .export import ExportError, _require, silenced_output
 
