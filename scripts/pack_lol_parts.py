@@ -56,8 +56,8 @@ def main() -> None:
     parser.add_argument("--lol", type=Path, default=Path("../shared/data/LOL"))
     parser.add_argument("--out", type=Path, default=Path(".devdata"))
     parser.add_argument("--part-mb", type=float, default=None,
-                        help="MiB in each part (default: 63 less the repository's travelling files; the device "
-                             "tool refused 43.1 beside 20.5 of them: it counts more than bytes)")  # fmt: skip
+                        help="MiB in each part (default: 63 less the repository's travelling files; the "
+                             "device tool refused 43.1 beside 20.5 of them: it counts more than bytes)")  # fmt: skip
     parser.add_argument("--eval15", action="store_true", help="add eval15/ after the training pairs")
     parser.add_argument("--val-pairs", type=int, default=64)
     parser.add_argument("--split-seed", type=int, default=0)
@@ -82,7 +82,7 @@ def main() -> None:
     items += [("train", stem, [("low", files[stem][0]), ("high", files[stem][1])]) for stem in order]
     if args.eval15:
         for stem, low, high in find_pairs(args.lol / "eval15"):
-            items.append(("eval15", stem, [(side, (Path(f.name).with_suffix(".webp").name, webp_bytes(f)))
+            items.append(("eval15", stem, [(side, (f.with_suffix(".webp").name, webp_bytes(f)))
                                            for side, f in (("low", low), ("high", high))]))  # fmt: skip
 
     def size_of(item) -> int:
@@ -104,14 +104,15 @@ def main() -> None:
     part, size, counts = 1, 0, {}
     limit = args.part_mb * 2**20
     for item in items:
-        if size_of(item) > limit:
-            mib = size_of(item) / 2**20
+        item_size = size_of(item)
+        if item_size > limit:
+            mib = item_size / 2**20
             raise SystemExit(f"{item[0]}/{item[1]}: {mib:.3f} MiB, more than --part-mb {args.part_mb:g}")
-        if size and size + size_of(item) > limit:
+        if size and size + item_size > limit:
             print(f"part {part}: {counts}, {size / 2**20:.1f} MiB")
             part, size, counts = part + 1, 0, {}
         put(part, item)
-        size += size_of(item)
+        size += item_size
         counts[item[0]] = counts.get(item[0], 0) + 1
     print(f"part {part}: {counts}, {size / 2**20:.1f} MiB")
 
