@@ -50,7 +50,15 @@ def test_convert_official_never_replaces_a_file_it_was_not_told_to(tmp_path, cap
     assert main(["convert-official", str(checkpoint), "-o", str(tmp_path / "." / "model_lol.pth")]) == 2
     assert "refusing to overwrite the input checkpoint" in capsys.readouterr().err
     assert mine.read_bytes() == b"my weights" and checkpoint.read_bytes() == before
-    assert main(["convert-official", str(checkpoint), "-o", str(mine)]) == 0  # named: replaced on purpose
+    assert main(["convert-official", str(checkpoint), "-o", str(mine)]) == 2  # named, but not to be replaced
+    assert capsys.readouterr().err == (f"mirnet: error: {mine}: already exists; replace it with --overwrite, "
+                                       "or choose another -o\n")  # fmt: skip
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"a photo")
+    assert main(["convert-official", str(checkpoint), "-o", str(photo), "--overwrite"]) == 2
+    assert "give -o a name ending in .safetensors" in capsys.readouterr().err
+    assert mine.read_bytes() == b"my weights" and photo.read_bytes() == b"a photo"
+    assert main(["convert-official", str(checkpoint), "-o", str(mine), "--overwrite"]) == 0
     assert mirnet.load_weights(mine).config.channels == 8
 
 

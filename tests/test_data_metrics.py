@@ -28,7 +28,7 @@ def test_natural_order_of_numeric_stems(tmp_path):
     assert [s for s, _, _ in find_pairs(root)][-3:] == ["8", "9", "10"]
 
 
-def test_data_errors_name_the_files(tmp_path):
+def test_data_errors_name_the_files(tmp_path, monkeypatch):
     root = make_pairs(tmp_path / "d", count=3)
     (root / "high" / "1.png").unlink()
     with pytest.raises(DataError, match=r"without a partner: .*low/1\.png"):
@@ -43,6 +43,12 @@ def test_data_errors_name_the_files(tmp_path):
     (root / "low" / "1.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(DataError, match=r"low/1\.png: cannot read image"):
         load_pairs(root)
+
+    root = make_pairs(tmp_path / "bomb", count=2)  # 64x48 images, over a limit of 1,000 pixels
+    with monkeypatch.context() as patch:
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow raises above twice its limit
+        with pytest.raises(DataError, match=r"low/0\.png: too large to read safely \(Image size \(3072 pixels\)"):
+            load_pairs(root)
 
     (tmp_path / "g" / "low").mkdir(parents=True)
     (tmp_path / "g" / "high").mkdir()

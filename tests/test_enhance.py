@@ -447,6 +447,49 @@ def test_models_lists_bundled_and_installed(tiny_weights, tmp_path, monkeypatch,
     assert mirnet.load_model("mine").config.channels == 8
 
 
+def test_models_lists_the_others_when_one_installed_file_has_an_odd_record(tiny_weights, tmp_path, monkeypatch, capsys):
+    from safetensors.torch import load_file, save_file
+
+    monkeypatch.setenv("MIRNET_HOME", str(tmp_path))
+    (tmp_path / "mine.safetensors").write_bytes(tiny_weights.read_bytes())
+    tensors = load_file(tiny_weights)
+    record = mirnet.weights.read_metadata(tiny_weights)
+    partial = {k: v for k, v in record["config"].items() if k != "num_mrb"}
+    odd = {"a-string": {"config": "x"}, "b-training": {**record, "training": "x"},
+           "c-metrics": {**record, "metrics": {"eval15": 21.0}}, "d-partial": {**record, "config": partial}}
+    for name, header in odd.items():
+        save_file(tensors, str(tmp_path / f"{name}.safetensors"), metadata={"mirnet": json.dumps(header)})
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    listing = out.split("\n")
+    for name in ("a-string", "b-training", "c-metrics"):
+        line = next(i for i, text in enumerate(listing) if text.startswith(f"{name}  [installed]"))
+        assert listing[line + 1].startswith("    unusable: ") and "cannot be read" in listing[line + 1]
+    assert "d-partial  [installed]" in out and "mine  [installed]" in out  # described with the default num_mrb
+    assert main(["models", "--json"]) == 0
+    assert {entry["name"] for entry in json.loads(capsys.readouterr().out)} >= set(odd) | {"mine"}
+
+
+def test_demo_replaces_its_own_picture_and_nothing_else_unasked(tiny_weights, tmp_path, capsys):
+    from mirnet.demo import written_by_demo
+
+    demo = tmp_path / "demo.png"
+    for _ in range(2):  # a second run replaces the first one's picture
+        assert main(["demo", "-o", str(demo), "--weights", str(tiny_weights)]) == 0
+        assert written_by_demo(demo)
+    mine = tmp_path / "mine.png"  # a picture of one's own: a PNG without the demo's mark
+    Image.fromarray(np.full((12, 16, 3), 30, np.uint8)).save(mine)
+    before = mine.read_bytes()
+    for name, problem in ((mine, "already exists and is not a demo picture"), (tmp_path / "demo.jpg", "ending in .png"),
+                          (tmp_path, "ending in .png")):  # fmt: skip
+        assert main(["demo", "-o", str(name), "--weights", str(tiny_weights)]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and err.count("\n") == 1
+    assert mine.read_bytes() == before and not (tmp_path / "demo.jpg").exists()
+    assert main(["demo", "-o", str(mine), "--weights", str(tiny_weights), "--overwrite"]) == 0
+    assert written_by_demo(mine)
+
+
 def test_demo_writes_a_side_by_side_picture(tiny_weights, tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "demo.png"), "--weights", str(tiny_weights)]) == 0
     with Image.open(tmp_path / "demo.png") as image:

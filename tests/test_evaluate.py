@@ -116,6 +116,21 @@ def test_evaluate_cli_errors(paired, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_evaluate_refuses_an_output_it_cannot_use_before_any_work(paired, tmp_path, monkeypatch, capsys):
+    import mirnet.evaluate
+    from mirnet.cli import main
+
+    monkeypatch.setattr(mirnet.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated before --out was checked"))
+    (tmp_path / "mine.txt").write_text("mine")
+    for out, problem in ((tmp_path / "mine.txt", "exists and is not a folder"),
+                         (paired / "low" / "reports", "inside the data's low/ or high/ folder"),
+                         (paired / "high", "inside the data's low/ or high/ folder")):  # fmt: skip
+        assert main(["evaluate", "--data", str(paired), "--model", "lol-micro", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"mirnet: error: {out}: ") and problem in err and err.count("\n") == 1
+    assert (tmp_path / "mine.txt").read_text() == "mine" and not (paired / "low" / "reports").exists()
+
+
 def test_bf16_model_method_matches_the_enhancer_and_leaves_the_model_fp32():
     from mirnet.data import to_tensor, to_uint8
     from mirnet.enhance import Enhancer

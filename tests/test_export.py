@@ -128,7 +128,7 @@ def test_onnx_backend_refuses_a_missing_file(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "nope.onnx: no such file" in result.stderr
 
 
-def test_onnx_backend_refuses_a_tile_size_before_any_work(tmp_path, capsys):
+def test_onnx_backend_refuses_a_tile_size_device_or_precision_before_any_work(tmp_path, capsys):
     from mirnet.cli import main
 
     Image.fromarray(np.full((40, 52, 3), 20, np.uint8)).save(tmp_path / "dark.png")
@@ -136,6 +136,10 @@ def test_onnx_backend_refuses_a_tile_size_before_any_work(tmp_path, capsys):
                  "--tile", "64", "-q"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert err == "mirnet: error: --tile 64: the onnx backend enhances whole images; leave --tile out\n"
+    for option in (["--device", "cuda"], ["--precision", "bf16"]):  # refused, not ignored
+        assert main(["enhance", str(tmp_path / "dark.png"), "-o", str(tmp_path / "out"), "--backend", "onnx",
+                     *option, "-q"]) == 2  # fmt: skip
+        assert "--backend onnx runs float32 on the CPU" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -271,7 +275,7 @@ def test_export_cli(tmp_path):
     assert result.returncode == 2 and result.stderr == f"mirnet: error: {out}: exists; --overwrite replaces it\n"
     result = subprocess.run(run + ["tflite", "--weights", str(weights), "-o", str(out), "--int8", "--calibration",
                                    str(tmp_path / "missing"), "--overwrite"], capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 2 and "missing: no images to calibrate" in result.stderr
+    assert result.returncode == 2 and "missing: no such folder of images to calibrate" in result.stderr
     assert result.stderr.strip().count("\n") == 0
     result = subprocess.run(run + ["tflite", "--weights", str(weights), "-o", str(out), "--height", "31", "--overwrite"],
                             capture_output=True, text=True)  # fmt: skip
@@ -482,6 +486,16 @@ def test_writers_name_a_missing_output_folder_not_their_temporary_file(tmp_path)
     with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'absent'}: output folder does not exist$"):
         with atomic_output(tmp_path / "absent" / "m.onnx"):
             pass
+
+
+def test_writers_write_outputs_whose_names_are_long_but_legal(tmp_path):
+    from mirnet.files import atomic_output
+
+    for name in ("x" * 251 + ".png", "é" * 123 + ".png"):  # 255 bytes, the most a name may have
+        with atomic_output(tmp_path / name) as tmp:
+            tmp.write_bytes(b"picture")
+        assert (tmp_path / name).read_bytes() == b"picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x" * 251 + ".png", "é" * 123 + ".png"])
 
 
 def test_writers_name_their_output_when_the_folder_or_disk_refuses(tmp_path, monkeypatch):

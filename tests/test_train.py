@@ -655,6 +655,17 @@ def test_a_reached_max_steps_takes_no_further_step_on_resume_and_says_so(data, t
     assert "nothing to train: the run is at step 4, the end of its 2 epochs" in capsys.readouterr().err
 
 
+def test_a_run_folder_that_cannot_be_made_is_refused_before_the_data_is_read(data, tmp_path, capsys, monkeypatch):
+    import mirnet.train as training
+
+    monkeypatch.setattr(training, "datasets", lambda cfg: pytest.fail("data read before --out was checked"))
+    (tmp_path / "mine.txt").write_text("mine")
+    assert _cli_train(data, tmp_path / "mine.txt") == 2
+    err = capsys.readouterr().err
+    assert err == f"mirnet: error: {tmp_path / 'mine.txt'}: exists and is not a folder; choose another output folder\n"
+    assert (tmp_path / "mine.txt").read_text() == "mine"
+
+
 def test_a_finished_run_without_last_pt_is_not_overwritten(data, tmp_path, capsys):
     assert _cli_train(data, tmp_path / "run") == 0
     (tmp_path / "run" / "last.pt").unlink()
@@ -674,12 +685,47 @@ def test_a_finished_run_without_last_pt_is_not_overwritten(data, tmp_path, capsy
         (["--val-pairs", "8"], "cannot hold out 8 of 8 pairs"),
         (["--crop", "8", "--ssim-weight", "0.5"], "crop must be at least 11 pixels with ssim-weight"),
         (["--lr=-1e-3"], "lr must not be negative"),
+        (["--lr", "inf"], "lr must be a finite number, got inf"),
+        (["--seed=-1"], "seed must not be negative, got -1"),
+        (["--ssim-weight", "nan"], "ssim-weight must be a finite number, not negative, got nan"),
+        (["--warmup-steps=-5"], "warmup-steps must not be negative"),
+        (["--checkpoint-every", "nan"], "checkpoint-every must be a number of seconds, not negative, got nan"),
+        (["--exposure-jitter", "nan"], "exposure jitter must be at least 1 (1: off), got nan"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(data, tmp_path, capsys, extra, message):
     assert _cli_train(data, tmp_path / "run", *extra) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_whose_loss_or_weights_turn_non_finite_stops_and_keeps_its_checkpoint(data, tmp_path, monkeypatch):
+    import mirnet.train as training
+
+    real_step, calls = training.train_step, []
+
+    def breaking_step(model, *args, **kwargs):  # step `at` leaves NaN weights, and a NaN loss if `loss_too`
+        loss = real_step(model, *args, **kwargs)
+        calls.append(loss)
+        if len(calls) == at:
+            with torch.no_grad():
+                next(model.parameters())[0] = math.nan
+            return math.nan if loss_too else loss
+        return loss
+
+    monkeypatch.setattr(training, "train_step", breaking_step)
+    for at, loss_too, problem, kept in ((5, True, "the training loss is nan at step 5", 3),
+                                        (3, False, "the weights hold non-finite values at step 3", 0)):  # fmt: skip
+        calls.clear()
+        run = tmp_path / f"run{at}"
+        with pytest.raises(ValueError, match=f"{problem}; the run stopped, its checkpoint stays at step {kept}"):
+            train(_config(data, run, epochs=3))
+        state = torch.load(run / "last.pt", weights_only=True)
+        assert state["step"] == kept and all(torch.isfinite(w).all() for w in state["model"].values())
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] if kept else []
+        assert [row["step"] for row in rows] == ([3] if kept else [])
+    assert all(torch.isfinite(w).all() for w in load_weights(tmp_path / "run5" / "best.safetensors").state_dict().values())
+    assert not (tmp_path / "run3" / "best.safetensors").exists()
 
 
 def test_damaged_checkpoint_and_config_are_one_line_errors(data, tmp_path, capsys):
@@ -695,6 +741,12 @@ def test_damaged_checkpoint_and_config_are_one_line_errors(data, tmp_path, capsy
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
     assert "unknown training options sed" in capsys.readouterr().err
+    del config["train"]["sed"]
+    config["train"]["crop"] = "x"  # a hand-edited value of the wrong type
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "config.json: not a run's config.json (TypeError" in err and err.count("\n") == 1
 
 
 def test_resume_refuses_other_pairs_or_another_number_of_processes(data, tmp_path, capsys):

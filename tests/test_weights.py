@@ -101,6 +101,8 @@ def _official_file(tmp_path, edit):
         (lambda s: s.pop("conv_in.weight"), "no conv_in.weight"),
         (lambda s: s["body.0.body.0.blocks.1.1.conv1x1.weight"].add_(1.0), "differs from the tensor it shares"),
         (lambda s: s.pop("body.0.body.0.blocks.0.0.CA.conv_du.0.weight"), "no channel attention in its first DAU"),
+        (lambda s: s.__setitem__("body.0.body.0.blocks.0.0.CA.conv_du.0.weight", torch.zeros(0, 8, 1, 1)),
+         "no channel attention in its first DAU"),
         (lambda s: s.__setitem__(7, torch.zeros(1)), "no state_dict of named tensors"),
         (lambda s: s.__setitem__("conv_in.weight", torch.zeros(8)), "not a 2-D convolution"),
         (lambda s: s.__setitem__(next(k for k in s if k.endswith(".filt")), torch.zeros(5, 5)), "blur filter"),

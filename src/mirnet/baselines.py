@@ -1,6 +1,7 @@
 """Classical low-light enhancement methods, as baselines: HxWx3 uint8 RGB in, the same out.
 
-They need the `baselines` extra (OpenCV and SciPy): pip install "mirnet[baselines]".
+They need the `baselines` extra (OpenCV and SciPy): scripts/setup-env.sh baselines, or
+pip install -e ".[baselines]".
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from .config import PRESETS, MIRNetConfig, preset
 from .data import DataError
 from .errors import first_line, out_of_memory
 from .export import ExportError
-from .files import same_file
+from .files import output_folder, same_file
 from .weights import WeightsError
 
 
@@ -97,12 +97,16 @@ def cmd_convert_official(args: argparse.Namespace) -> int:
     from .model import count_parameters
     from .weights import load_official_checkpoint, save_weights
 
-    model = load_official_checkpoint(args.checkpoint)
     output = Path(args.output or Path(args.checkpoint).with_suffix(".safetensors"))
     if same_file(output, args.checkpoint):
         raise WeightsError(f"{output}: refusing to overwrite the input checkpoint")
+    if output.suffix.lower() != ".safetensors":  # else the file would be read back as what it is named
+        raise WeightsError(f"{output}: the output is a .safetensors file; give -o a name ending in .safetensors")
     if args.output is None and output.exists():  # a file the user did not name is never replaced
         raise WeightsError(f"{output}: already exists; name the output with -o")
+    if output.exists() and not args.overwrite:
+        raise WeightsError(f"{output}: already exists; replace it with --overwrite, or choose another -o")
+    model = load_official_checkpoint(args.checkpoint)
     save_weights(model, output, metadata={"source": f"official checkpoint {Path(args.checkpoint).name}"})
     print(f"{output}: {count_parameters(model):,} parameters, {model.config}")
     return 0
@@ -223,6 +227,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pairs = load_pairs(args.data)
     if small := smaller_than(pairs, 11, "SSIM's 11x11 window"):  # said before any work, with the pairs named
         raise DataError(f"{args.data}: {small}")
+    if args.out:
+        out, data = Path(args.out).resolve(), Path(args.data).resolve()
+        if any(out == side or side in out.parents for side in (data / "low", data / "high")):
+            raise ValueError(f"{args.out}: inside the data's low/ or high/ folder, whose files are taken for images; "
+                             "choose another --out")  # fmt: skip
+        output_folder(args.out)  # before the work, which can take hours
     methods = {}
     if args.model or args.weights:
         from .zoo import load_model
@@ -238,8 +248,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # Checked before any work: CLAHE, LIME and MSR import them only when first run.
         missing = [m for m in ("cv2", "scipy") if importlib.util.find_spec(m) is None]
         if missing:
-            raise ValueError(f"--baselines needs the baselines extra: pip install 'mirnet[baselines]' "
-                             f"(in .venv: .venv/bin/pip install -e '.[baselines]'); missing {', '.join(missing)}")
+            raise ValueError(f"--baselines needs the baselines extra: scripts/setup-env.sh baselines in a checkout "
+                             f"(elsewhere pip install -e '.[baselines]'); missing {', '.join(missing)}")
         if args.label in BASELINES:
             raise ValueError(f"--label {args.label} is the name of a baseline; choose another label")
         methods.update(BASELINES)
@@ -286,6 +296,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
         if isinstance(args.tile, int):  # refused here, before any work, not by every image it would fail
             raise ValueError(f"--tile {args.tile}: {WHOLE_IMAGES_ONLY}; leave --tile out")
+        if args.device not in ("auto", "cpu") or args.precision not in ("auto", "fp32"):
+            raise ValueError(f"--backend onnx runs float32 on the CPU (onnxruntime); --device {args.device} "
+                             f"--precision {args.precision} are for the torch backend")  # fmt: skip
 
         # Whole images: the onnx enhancer reads the default tile="auto" as none.
         enhancer = onnx_enhancer(model, args.self_ensemble)
@@ -419,7 +432,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    output = run_demo(args.output, args.image, args.weights or args.model)
+    output = run_demo(args.output, args.image, args.weights or args.model, overwrite=args.overwrite)
     print(f"wrote {output}")
     return 0
 
@@ -487,7 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("demo", help="enhance a sample (or IMAGE) and write a side-by-side picture")
     p.add_argument("image", nargs="?", help="a photo to use instead of the drawn sample")
-    p.add_argument("-o", "--output", default="mirnet-demo.png", help="where to write it (default mirnet-demo.png)")
+    p.add_argument("-o", "--output", default="mirnet-demo.png",
+                   help="a .png file to write (default mirnet-demo.png); an earlier demo picture there is replaced")
+    p.add_argument("--overwrite", action="store_true", help="replace the output even if it is another file")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", help="a bundled or installed model's name")
     source.add_argument("--weights", help=WEIGHTS_HELP)
@@ -571,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a checkpoint saved by the official MIRNet code")
     p.add_argument("-o", "--output",
                    help="output .safetensors (default: beside the checkpoint, if no such file exists)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     p.set_defaults(run=cmd_convert_official)
     return parser
 

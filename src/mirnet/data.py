@@ -7,6 +7,7 @@ A paired folder holds ROOT/low/* and ROOT/high/*, matched by file stem, in any f
 from __future__ import annotations
 
 import hashlib
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ def read_rgb(path: str | Path) -> np.ndarray:
             return np.asarray(eight_bit(image)[0].convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except Image.DecompressionBombError as error:  # not an OSError: Pillow's guard against huge headers
+        raise DataError(f"{path}: too large to read safely ({error})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path}: cannot read image ({error})") from None
 
@@ -168,7 +171,7 @@ class CropSampler:
 
     def __init__(self, pairs: list[Pair], crop: int, batch_size: int, augment: bool, seed: int,
                  exposure_jitter: float = 1.0, mixup: float = 0.0):  # fmt: skip
-        if exposure_jitter < 1:
+        if not 1 <= exposure_jitter < math.inf:
             raise ValueError(f"exposure jitter must be at least 1 (1: off), got {exposure_jitter}")
         if not 0 <= mixup <= 1:
             raise ValueError(f"mixup is the share of batches mixed, from 0 to 1, got {mixup}")

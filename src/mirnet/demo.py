@@ -52,8 +52,26 @@ def side_by_side(panels: list[tuple[str, np.ndarray]]) -> Image.Image:
     return canvas
 
 
-def run_demo(output: str | Path = "mirnet-demo.png", image: str | Path | None = None, model=None) -> Path:
-    """Enhance the sample (or `image`) with the default model (or `model`); write input | output."""
+# The PNG text chunk that marks a demo picture: the one kind of file the demo replaces unasked, so that
+# running it again refreshes its picture without ever writing over anything else.
+MARK = ("Software", "mirnet demo")
+
+
+def written_by_demo(path: str | Path) -> bool:
+    """Whether `path` is a picture this demo wrote (a PNG with its mark)."""
+    try:
+        with Image.open(path) as picture:
+            return picture.format == "PNG" and picture.info.get(MARK[0]) == MARK[1]
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def run_demo(output: str | Path = "mirnet-demo.png", image: str | Path | None = None, model=None,
+             overwrite: bool = False) -> Path:  # fmt: skip
+    """Enhance the sample (or `image`) with the default model (or `model`); write input | output as a
+    PNG, replacing an earlier demo picture there but any other file only when `overwrite`."""
+    from PIL.PngImagePlugin import PngInfo
+
     from .enhance import Enhancer, read_photo
     from .files import atomic_output, same_file
     from .zoo import model_file
@@ -63,6 +81,13 @@ def run_demo(output: str | Path = "mirnet-demo.png", image: str | Path | None = 
         raise ValueError(f"{output}: refusing to overwrite the input photo; choose another -o")
     if isinstance(model, (str, Path, type(None))) and same_file(output, model_file(model)):
         raise ValueError(f"{output}: refusing to overwrite the input weights; choose another -o")
+    if output.suffix.lower() != ".png":
+        raise ValueError(f"{output}: the demo writes a PNG picture; give -o a name ending in .png")
+    if output.is_dir():
+        raise ValueError(f"{output}: is a folder; give -o a file name ending in .png")
+    if output.exists() and not overwrite and not written_by_demo(output):
+        raise ValueError(f"{output}: already exists and is not a demo picture; choose another -o, "
+                         "or replace it with --overwrite")  # fmt: skip
     enhancer = Enhancer(model)
     if image is None:
         low, reference = sample_scene()
@@ -70,6 +95,8 @@ def run_demo(output: str | Path = "mirnet-demo.png", image: str | Path | None = 
     else:
         low = read_photo(image).rgb
         panels = [(f"input: {Path(image).name}", low), ("mirnet", enhancer.enhance_rgb(low))]
+    mark = PngInfo()
+    mark.add_text(*MARK)
     with atomic_output(output) as tmp:
-        side_by_side(panels).save(tmp, format="PNG")
+        side_by_side(panels).save(tmp, format="PNG", pnginfo=mark)
     return output

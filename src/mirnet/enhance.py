@@ -198,7 +198,7 @@ def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{path}: more pixels than the {max_pixels:,}-pixel limit that guards against "
-                         "decompression bombs (raise it with --max-pixels)") from None  # fmt: skip
+                         "decompression bombs (mirnet enhance raises it with --max-pixels)") from None  # fmt: skip
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except PermissionError:

@@ -1,6 +1,7 @@
 """Export a MIRNet to ONNX, TensorFlow Lite (float32 or full-integer int8) and TensorFlow Lite Micro.
 
-Needs the `export` extra (`pip install "mirnet[export]"`). ONNX graphs take any height and width.
+Needs the `export` extra (`scripts/setup-env.sh export`, or `pip install -e ".[export]"`). ONNX graphs
+take any height and width.
 TFLite graphs have one static input shape, NHWC, and are built by TensorFlow's converter from
 `mirnet.tf_graph`, a TensorFlow twin of `mirnet.deploy.deployable` (the same network in operations
 that int8 kernels support).
@@ -40,7 +41,8 @@ def _require(module: str, what: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ExportError(f"{what} needs the export extra: pip install 'mirnet[export]' (missing {module})") from None
+        raise ExportError(f"{what} needs the export extra: scripts/setup-env.sh export in a checkout "
+                          f"(elsewhere pip install -e '.[export]'); missing {module}") from None
 
 
 # ---------------------------------------------------------------- ONNX
@@ -123,6 +125,8 @@ def calibration_tiles(folder: str | Path, height: int, width: int, count: int = 
         folder = folder / "low"
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                    and not p.name.startswith(".")) if folder.is_dir() else []  # fmt: skip
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: no such folder of images to calibrate int8 ranges with")
     if not files:
         raise ExportError(f"{folder}: no images to calibrate int8 ranges with")
     rng = np.random.default_rng(seed)

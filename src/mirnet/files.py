@@ -15,8 +15,13 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if not path.parent.is_dir():  # else the error would name the hidden temporary file
         raise FileNotFoundError(f"{path.parent}: output folder does not exist")
+    # The temporary name adds about 15 bytes to the output's: a shortened name keeps it within the
+    # file system's 255, so that an output with a long (legal) name can still be written.
+    name = path.name
+    while len(name.encode()) > 200:
+        name = name[:-1]
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=path.parent or ".")
     except OSError as error:  # e.g. a read-only folder: name the output, not the temporary file
         raise _naming(error, path) from None
     os.close(fd)
@@ -46,3 +51,16 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def output_folder(path: str | Path) -> Path:
+    """Create the folder `path` (and its parents) before any work that will write there, so that a
+    folder that cannot be made is said at once, not after hours of work; ValueError naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a folder; choose another output folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot create this output folder ({error.strerror})") from None
+    return path

@@ -37,7 +37,7 @@ from .config import MIRNetConfig, preset
 from .data import (CropSampler, DataError, Pair, data_id, load_pairs, smaller_than, split_by_scene, to_tensor,
                    to_uint8)
 from .errors import first_line
-from .files import atomic_output
+from .files import atomic_output, output_folder
 from .metrics import psnr, ssim, ssim_map
 from .model import MIRNet, count_parameters, untie_weights
 from .runtime import Runtime, select_runtime
@@ -95,8 +95,19 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time-budget must be a positive number of seconds, got {self.time_budget}")
-        if not self.lr >= 0:
-            raise ValueError(f"lr must not be negative, got {self.lr}")
+        # A NaN passes every comparison but the one it is written to fail: each check is written so.
+        if not 0 <= self.lr < math.inf:
+            raise ValueError(f"lr must not be negative, got {self.lr}" if self.lr < 0 else
+                             f"lr must be a finite number, got {self.lr}")  # fmt: skip
+        if not 0 <= self.min_lr < math.inf:
+            raise ValueError(f"min-lr must be a finite number, not negative, got {self.min_lr}")
+        if not 0 <= self.ssim_weight < math.inf:
+            raise ValueError(f"ssim-weight must be a finite number, not negative, got {self.ssim_weight}")
+        for name in ("warmup_steps", "patience", "seed", "split_seed"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if not self.checkpoint_every >= 0:  # 0: after every step; infinity: only at the ends of epochs
+            raise ValueError(f"checkpoint-every must be a number of seconds, not negative, got {self.checkpoint_every}")
         if self.ssim_weight > 0 and self.crop < 11:  # else the first step fails inside the convolution
             raise ValueError(f"crop must be at least 11 pixels with ssim-weight (SSIM's 11x11 window), got {self.crop}")
         if self.train_time is not None:
@@ -122,7 +133,10 @@ class TrainConfig:
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown training options {', '.join(unknown)}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as error:  # e.g. a hand-edited "crop": "x"
+            raise ValueError(f"{path}: not a run's config.json ({type(error).__name__}: {error})") from None
 
 
 # What a resumed run may change: its budget (for that invocation, as before; epochs only where no
@@ -356,6 +370,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                              "use --resume or another --out")  # fmt: skip
     if resume and not run.last.exists():
         raise ValueError(f"{run.folder}: nothing to resume (no last.pt)")
+    if not resume and rank == 0:
+        output_folder(run.folder)  # before the data is read and the model built
 
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; use {' or '.join(LOSSES)}")
@@ -414,7 +430,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         if rank == 0:
             _record_resume(record, run, cfg, step, runtime)
     elif rank == 0:
-        run.folder.mkdir(parents=True, exist_ok=True)
         record = {"train": dataclasses.asdict(cfg), "model": model.config.to_dict(),
                   "parameters": count_parameters(model), "runtime": runtime.describe(), "world_size": world,
                   "train_pairs": [p.stem for p in train_pairs], "val_pairs": [p.stem for p in val_pairs],
@@ -429,8 +444,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         trained = nn.parallel.DistributedDataParallel(trained)
     history = run.history() if rank == 0 else []
     history = [row for row in history if row["step"] <= step]  # rows after the checkpoint are redone
+    saved_step = step  # the step last.pt holds
+
+    def diverged(what: str) -> ValueError:
+        # Raised before anything of this step is saved: last.pt and best.safetensors keep what they held.
+        return ValueError(f"{run.folder}: {what} at step {step}; the run stopped, its checkpoint stays at step "
+                          f"{saved_step} (a lower --lr may help)")  # fmt: skip
+
+    def check_weights() -> None:
+        # The same weights on every process (DDP), so every process decides alike without a collective.
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise diverged("the weights hold non-finite values")
 
     def checkpoint() -> None:
+        nonlocal saved_step
+        check_weights()
         # Each process's crop sampler and losses of the epoch so far (the epoch's loss is their mean).
         samplers, losses = [sampler.state_dict()], [epoch_losses]
         if world > 1:
@@ -446,6 +474,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 state["ema"] = ema.state_dict()
             with atomic_output(run.last) as tmp:
                 torch.save(state, tmp)
+        saved_step = step
 
     started = clock.started = time.time()
     if not resume:  # step 0: a run stopped before its first timed checkpoint still resumes
@@ -467,6 +496,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     def end_epoch() -> None:
         nonlocal row, best_psnr, last_checkpoint, epoch_losses, epoch_started, epoch_steps
+        check_weights()  # before validation, which would score them, and before best.safetensors
         now = time.time()
         # The bare model: DDP's forward would sync buffers, a collective that uneven shards would hang.
         metrics = validate(evaluated, val_pairs, runtime) if val_pairs else {}
@@ -517,10 +547,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             print(message, file=sys.stderr)
     while not stop and not finished():
         loss = train_step(trained, optimizer, *sampler.batch(), runtime, cfg.ssim_weight, cfg.loss)
+        step += 1
+        if _agree(not math.isfinite(loss), world):  # any process's: the averaged gradients carry it to all
+            raise diverged(f"the training loss is {loss}" if not math.isfinite(loss) else
+                           "the training loss of another process is not finite")  # fmt: skip
         if ema is not None:
             ema.update_parameters(model)
         epoch_losses.append(loss)
-        step += 1
         epoch_steps += 1
         if cfg.train_time:  # once a step, on every process: the schedule and the end read this time
             clock.agree(world)

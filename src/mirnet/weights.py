@@ -176,7 +176,7 @@ def _infer_config(state: dict[str, Tensor], path: Path) -> MIRNetConfig:
     if daus < 2:
         raise WeightsError(f"{path}: unsupported official layout with {daus} DAU(s) per stream")
     squeeze = state.get("body.0.body.0.blocks.0.0.CA.conv_du.0.weight")
-    if squeeze is None or squeeze.ndim != 4:
+    if squeeze is None or squeeze.ndim != 4 or squeeze.shape[0] == 0:
         raise WeightsError(f"{path}: not a MIRNet checkpoint (no channel attention in its first DAU)")
     reduction = channels // squeeze.shape[0]
     try:  # a checkpoint whose shapes make no MIRNet (e.g. more squeezed channels than channels)

@@ -8,12 +8,14 @@ dropping a mirnet .safetensors file into the models folder ($MIRNET_HOME, else
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .config import MIRNetConfig
 from .model import MIRNet
 from .weights import WeightsError, latest_weights, load_official_checkpoint, load_weights, read_metadata
 
@@ -64,13 +66,29 @@ def list_models() -> list[dict]:
     models = []
     for name, path, kind, description in entries:
         try:
-            record = read_metadata(path)
+            record = _described(read_metadata(path))
         except WeightsError as error:
             record = {"error": str(error)}
+        except (TypeError, ValueError) as error:  # one odd file must not cost the whole listing
+            record = {"error": f"{path}: its mirnet record cannot be read ({error})"}
         # The name it loads by (a file's stem) over the name recorded in the file when it was shipped.
         models.append({**record, "name": name, "kind": kind, "path": str(path),
                        "default": name == DEFAULT_MODEL, "description": description})  # fmt: skip
     return models
+
+
+def _described(record: dict) -> dict:
+    """A weights file's record with its config completed as loading completes it; TypeError or
+    ValueError if a part that `mirnet models` describes is of the wrong kind."""
+    config = MIRNetConfig.from_dict(record["config"]) if isinstance(record["config"], dict) else None
+    if config is None:
+        raise TypeError("its config is not a mapping")
+    for key in ("training", "metrics"):
+        if not isinstance(record.get(key) or {}, dict):
+            raise TypeError(f"its {key} is not a mapping")
+    if not all(isinstance(scores, dict) for scores in (record.get("metrics") or {}).values()):
+        raise TypeError("its metrics are not mappings of scores")
+    return {**record, "config": dataclasses.asdict(config)}
 
 
 def model_file(name_or_path: str | Path | None = None) -> Path:
