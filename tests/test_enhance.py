@@ -488,6 +488,11 @@ def test_demo_replaces_its_own_picture_and_nothing_else_unasked(tiny_weights, tm
     assert mine.read_bytes() == before and not (tmp_path / "demo.jpg").exists()
     assert main(["demo", "-o", str(mine), "--weights", str(tiny_weights), "--overwrite"]) == 0
     assert written_by_demo(mine)
+    # The sample's picture from before the mark (an unmarked 1800x425 PNG) is the demo's own too.
+    earlier = tmp_path / "earlier.png"
+    Image.new("RGB", (1800, 425)).save(earlier)
+    assert written_by_demo(earlier) and not written_by_demo(tmp_path / "absent.png")
+    assert main(["demo", "-o", str(earlier), "--weights", str(tiny_weights)]) == 0
 
 
 def test_demo_writes_a_side_by_side_picture(tiny_weights, tmp_path, capsys):

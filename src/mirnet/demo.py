@@ -57,11 +57,19 @@ def side_by_side(panels: list[tuple[str, np.ndarray]]) -> Image.Image:
 MARK = ("Software", "mirnet demo")
 
 
+# The size of the sample's picture as the demo wrote it before it marked its pictures (2026-12-04):
+# three 600x400 panels under a 25-pixel band of titles.
+UNMARKED_SAMPLE_SIZE = (1800, 425)
+
+
 def written_by_demo(path: str | Path) -> bool:
-    """Whether `path` is a picture this demo wrote (a PNG with its mark)."""
+    """Whether `path` is a picture this demo wrote: a PNG with its mark, or the sample's picture from
+    before the mark (so that `./run.sh demo` run again refreshes it)."""
     try:
         with Image.open(path) as picture:
-            return picture.format == "PNG" and picture.info.get(MARK[0]) == MARK[1]
+            if picture.format != "PNG":
+                return False
+            return picture.info.get(MARK[0]) == MARK[1] or (picture.size == UNMARKED_SAMPLE_SIZE and not picture.info)
     except (OSError, ValueError, Image.DecompressionBombError):
         return False
 
