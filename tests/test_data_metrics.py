@@ -31,7 +31,10 @@ def test_natural_order_of_numeric_stems(tmp_path):
 def test_data_errors_name_the_files(tmp_path, monkeypatch):
     root = make_pairs(tmp_path / "d", count=3)
     (root / "high" / "1.png").unlink()
-    with pytest.raises(DataError, match=r"without a partner: .*low/1\.png"):
+    with pytest.raises(DataError, match=r"without a partner: .*low/1\.png$"):
+        find_pairs(root)
+    Image.new("RGB", (64, 48)).save(root / "high" / "1.gif")  # a partner in a format not read
+    with pytest.raises(DataError, match=r"without a partner: .*low/1\.png \(.*high/1\.gif not read: not one of \.bmp "):
         find_pairs(root)
 
     root = make_pairs(tmp_path / "e", count=2)

@@ -926,3 +926,6 @@ def test_a_damaged_last_pt_is_one_line_and_a_runs_last_pt_loads_as_a_model(data,
     assert main(["train", "--out", str(run), "--resume"]) == 2
     err = capsys.readouterr().err
     assert err == f"mirnet: error: {run / 'last.pt'}: cannot resume from this checkpoint (KeyError: 'epoch_losses')\n"
+    (run / "config.json").write_text("{ damaged")  # its last.pt is not taken for an official checkpoint
+    with pytest.raises(mirnet.weights.WeightsError, match=r"last\.pt: the config\.json beside it cannot be read"):
+        mirnet.load_model(run / "last.pt")

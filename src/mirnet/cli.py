@@ -458,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", help="a bundled or installed model's name (default: the bundled default)")
     source.add_argument("--weights", help=WEIGHTS_HELP + "; with --backend onnx, a .onnx file")
     p.add_argument("--tile", type=_tile, default="auto",
-                   help="tile size in pixels, or none for whole images (default auto: tiles above 1 MP)")
+                   help="tile size in pixels (at least 64, and more than twice --overlap), or none (or 0) for "
+                        "whole images (default auto: tiles above 1 MP)")  # fmt: skip
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels, blended (default 32)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--suffix", default="", help="appended to each output's stem, e.g. _enhanced")

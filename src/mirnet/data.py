@@ -86,7 +86,15 @@ def find_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
     if only_low or only_high:
         lonely = [str(low[s]) for s in only_low] + [str(high[s]) for s in only_high]
         more = f" and {len(lonely) - 3} more" if len(lonely) > 3 else ""
-        raise DataError(f"{root}: images without a partner: {', '.join(lonely[:3])}{more}")
+        # A partner in a format this reader skips (e.g. a .gif) is named: else it looks absent.
+        skipped = []
+        for side, stems in (("high", set(only_low)), ("low", set(only_high))):
+            if (root / side).is_dir():
+                skipped += [str(p) for p in sorted((root / side).iterdir())
+                            if p.stem in stems and p.suffix.lower() not in IMAGE_SUFFIXES]  # fmt: skip
+        kinds = " ".join(sorted(IMAGE_SUFFIXES))
+        unread = f" ({', '.join(skipped[:3])} not read: not one of {kinds})" if skipped else ""
+        raise DataError(f"{root}: images without a partner: {', '.join(lonely[:3])}{more}{unread}")
     return [(stem, low[stem], high[stem]) for stem in sorted(low, key=_natural_key)]
 
 

@@ -101,10 +101,13 @@ def model_file(name_or_path: str | Path | None = None) -> Path:
 
 def _is_run_checkpoint(path: Path) -> bool:
     """Whether path is a training run's last.pt: beside the config.json `mirnet train` writes."""
+    config = path.parent / "config.json"
     try:
-        record = json.loads((path.parent / "config.json").read_text())
-    except (OSError, ValueError):
+        record = json.loads(config.read_text())
+    except FileNotFoundError:
         return False
+    except (OSError, ValueError) as error:  # else the run's checkpoint would be read as an official one
+        raise WeightsError(f"{path}: the config.json beside it cannot be read ({error})") from None
     return isinstance(record, dict) and "train" in record and "model" in record
 
 
