@@ -480,8 +480,9 @@ def test_demo_replaces_its_own_picture_and_nothing_else_unasked(tiny_weights, tm
     mine = tmp_path / "mine.png"  # a picture of one's own: a PNG without the demo's mark
     Image.fromarray(np.full((12, 16, 3), 30, np.uint8)).save(mine)
     before = mine.read_bytes()
+    (tmp_path / "folder.png").mkdir()
     for name, problem in ((mine, "already exists and is not a demo picture"), (tmp_path / "demo.jpg", "ending in .png"),
-                          (tmp_path, "ending in .png")):  # fmt: skip
+                          (tmp_path, "ending in .png"), (tmp_path / "folder.png", "is a folder")):  # fmt: skip
         assert main(["demo", "-o", str(name), "--weights", str(tiny_weights)]) == 2
         err = capsys.readouterr().err
         assert problem in err and err.count("\n") == 1
@@ -489,9 +490,10 @@ def test_demo_replaces_its_own_picture_and_nothing_else_unasked(tiny_weights, tm
     assert main(["demo", "-o", str(mine), "--weights", str(tiny_weights), "--overwrite"]) == 0
     assert written_by_demo(mine)
     # The sample's picture from before the mark (an unmarked 1800x425 PNG) is the demo's own too.
-    earlier = tmp_path / "earlier.png"
-    Image.new("RGB", (1800, 425)).save(earlier)
-    assert written_by_demo(earlier) and not written_by_demo(tmp_path / "absent.png")
+    earlier, black = tmp_path / "earlier.png", tmp_path / "black.png"
+    Image.new("RGB", (1800, 425), (255, 255, 255)).save(earlier)
+    Image.new("RGB", (1800, 425)).save(black)  # the size alone: someone else's picture
+    assert written_by_demo(earlier) and not written_by_demo(black) and not written_by_demo(tmp_path / "absent.png")
     assert main(["demo", "-o", str(earlier), "--weights", str(tiny_weights)]) == 0
 
 

@@ -139,7 +139,8 @@ def test_onnx_backend_refuses_a_tile_size_device_or_precision_before_any_work(tm
     for option in (["--device", "cuda"], ["--precision", "bf16"]):  # refused, not ignored
         assert main(["enhance", str(tmp_path / "dark.png"), "-o", str(tmp_path / "out"), "--backend", "onnx",
                      *option, "-q"]) == 2  # fmt: skip
-        assert "--backend onnx runs float32 on the CPU" in capsys.readouterr().err
+        assert f"--backend onnx runs float32 on the CPU (onnxruntime); {' '.join(option)} is for the torch backend" \
+            in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

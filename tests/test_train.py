@@ -441,6 +441,54 @@ def test_ddp_with_two_processes_agrees_with_one(tmp_path):
         torch.testing.assert_close(torch.from_numpy(averaged[name]), grad, rtol=1e-4, atol=1e-7, msg=name)
 
 
+def _ddp_diverging(rank, world, port, config, queue):
+    """Train under DDP, with this process's second loss NaN on rank 1 only; put what train() says."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))  # fmt: skip
+    import mirnet.train as training
+
+    torch.set_num_threads(1)
+    real_step, calls = training.train_step, []
+
+    def step(*args, **kwargs):
+        calls.append(real_step(*args, **kwargs))
+        return math.nan if rank == 1 and len(calls) == 2 else calls[-1]
+
+    training.train_step = step
+    try:
+        training.train(TrainConfig(**config))
+        queue.put((rank, "trained to the end"))
+    except ValueError as error:
+        queue.put((rank, str(error)))
+
+
+def test_ddp_processes_stop_together_when_one_loss_is_not_finite(data, tmp_path):
+    import dataclasses
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = dataclasses.asdict(_config(data, tmp_path / "run", epochs=2))
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_ddp_diverging, args=(r, 2, port, config, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        said = dict(queue.get(timeout=120) for _ in procs)  # a process left waiting on the other times out
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    assert said[1].endswith("the training loss is nan at step 2; the run stopped, its checkpoint stays at step 0 "
+                            "(resuming repeats these steps; try a new run with a lower --lr)")  # fmt: skip
+    assert "the training loss of another process is not finite at step 2" in said[0]
+
+
 def _worker_errors(stderr: str) -> str:
     """The lines of a torchrun log that say why a worker died, then its end."""
     keys = ("Error", "error", "what()", "terminate", "Signal", "Traceback")
@@ -714,17 +762,23 @@ def test_a_run_whose_loss_or_weights_turn_non_finite_stops_and_keeps_its_checkpo
         return loss
 
     monkeypatch.setattr(training, "train_step", breaking_step)
-    for at, loss_too, problem, kept in ((5, True, "the training loss is nan at step 5", 3),
-                                        (3, False, "the weights hold non-finite values at step 3", 0)):  # fmt: skip
+    # (step that breaks, the loss too, seconds between checkpoints, what is said, the step kept)
+    for at, loss_too, every, problem, kept in (
+        (5, True, 300, "the training loss is nan at step 5", 3),  # mid-epoch: the loss
+        (3, False, 300, "the weights hold non-finite values at step 3", 0),  # the end of an epoch
+        (4, False, 0, "the weights hold non-finite values at step 4", 3),  # a mid-epoch checkpoint
+    ):
         calls.clear()
         run = tmp_path / f"run{at}"
         with pytest.raises(ValueError, match=f"{problem}; the run stopped, its checkpoint stays at step {kept}"):
-            train(_config(data, run, epochs=3))
+            train(_config(data, run, epochs=3, checkpoint_every=every))
         state = torch.load(run / "last.pt", weights_only=True)
         assert state["step"] == kept and all(torch.isfinite(w).all() for w in state["model"].values())
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] if kept else []
         assert [row["step"] for row in rows] == ([3] if kept else [])
-    assert all(torch.isfinite(w).all() for w in load_weights(tmp_path / "run5" / "best.safetensors").state_dict().values())
+    for run in ("run5", "run4"):
+        best = load_weights(tmp_path / run / "best.safetensors").state_dict().values()
+        assert all(torch.isfinite(w).all() for w in best)
     assert not (tmp_path / "run3" / "best.safetensors").exists()
 
 
@@ -929,3 +983,16 @@ def test_a_damaged_last_pt_is_one_line_and_a_runs_last_pt_loads_as_a_model(data,
     (run / "config.json").write_text("{ damaged")  # its last.pt is not taken for an official checkpoint
     with pytest.raises(mirnet.weights.WeightsError, match=r"last\.pt: the config\.json beside it cannot be read"):
         mirnet.load_model(run / "last.pt")
+
+
+def test_a_run_recorded_with_values_new_runs_refuse_still_resumes(data, tmp_path, capsys):
+    from mirnet.cli import main
+
+    assert _cli_train(data, tmp_path / "run", "--max-steps", "1") == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["train"].update(warmup_steps=-1, checkpoint_every=-1, patience=-1)  # accepted before 2026-12-04
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--max-steps", "2"]) == 0
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 2
+    assert _cli_train(data, tmp_path / "new", "--warmup-steps=-1") == 2  # a new run refuses it
+    assert "warmup-steps must not be negative, got -1" in capsys.readouterr().err

@@ -232,7 +232,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if any(out == side or side in out.parents for side in (data / "low", data / "high")):
             raise ValueError(f"{args.out}: inside the data's low/ or high/ folder, whose files are taken for images; "
                              "choose another --out")  # fmt: skip
-        output_folder(args.out)  # before the work, which can take hours
     methods = {}
     if args.model or args.weights:
         from .zoo import load_model
@@ -255,6 +254,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         methods.update(BASELINES)
     if not methods:
         raise ValueError("nothing to evaluate: give --model, --weights and/or --baselines")
+    if args.out:
+        output_folder(args.out)  # made now, once the model is found: the work can take hours
     # The seeds' figure: input | autocontrast | MIRNet | ground truth (LIME stands in without a model).
     label = args.label or "mirnet"
     columns = [c for c in ("autocontrast", label if label in methods else "lime") if c in methods] or list(methods)[:2]
@@ -296,9 +297,11 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
         if isinstance(args.tile, int):  # refused here, before any work, not by every image it would fail
             raise ValueError(f"--tile {args.tile}: {WHOLE_IMAGES_ONLY}; leave --tile out")
-        if args.device not in ("auto", "cpu") or args.precision not in ("auto", "fp32"):
-            raise ValueError(f"--backend onnx runs float32 on the CPU (onnxruntime); --device {args.device} "
-                             f"--precision {args.precision} are for the torch backend")  # fmt: skip
+        wrong = [f"--{name} {value}" for name, value, fine in (("device", args.device, ("auto", "cpu")),
+                 ("precision", args.precision, ("auto", "fp32"))) if value not in fine]  # fmt: skip
+        if wrong:
+            raise ValueError(f"--backend onnx runs float32 on the CPU (onnxruntime); {' '.join(wrong)} "
+                             f"{'is' if len(wrong) == 1 else 'are'} for the torch backend")  # fmt: skip
 
         # Whole images: the onnx enhancer reads the default tile="auto" as none.
         enhancer = onnx_enhancer(model, args.self_ensemble)

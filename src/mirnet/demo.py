@@ -69,7 +69,11 @@ def written_by_demo(path: str | Path) -> bool:
         with Image.open(path) as picture:
             if picture.format != "PNG":
                 return False
-            return picture.info.get(MARK[0]) == MARK[1] or (picture.size == UNMARKED_SAMPLE_SIZE and not picture.info)
+            if picture.info.get(MARK[0]) == MARK[1]:
+                return True
+            # Unmarked: the sample's size, no metadata, and the white band of titles at its top left.
+            return picture.size == UNMARKED_SAMPLE_SIZE and not picture.info and \
+                picture.convert("RGB").getpixel((0, 0)) == (255, 255, 255)
     except (OSError, ValueError, Image.DecompressionBombError):
         return False
 

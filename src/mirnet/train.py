@@ -95,19 +95,8 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {value}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time-budget must be a positive number of seconds, got {self.time_budget}")
-        # A NaN passes every comparison but the one it is written to fail: each check is written so.
-        if not 0 <= self.lr < math.inf:
-            raise ValueError(f"lr must not be negative, got {self.lr}" if self.lr < 0 else
-                             f"lr must be a finite number, got {self.lr}")  # fmt: skip
-        if not 0 <= self.min_lr < math.inf:
-            raise ValueError(f"min-lr must be a finite number, not negative, got {self.min_lr}")
-        if not 0 <= self.ssim_weight < math.inf:
-            raise ValueError(f"ssim-weight must be a finite number, not negative, got {self.ssim_weight}")
-        for name in ("warmup_steps", "patience", "seed", "split_seed"):
-            if (getattr(self, name) or 0) < 0:
-                raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
-        if not self.checkpoint_every >= 0:  # 0: after every step; infinity: only at the ends of epochs
-            raise ValueError(f"checkpoint-every must be a number of seconds, not negative, got {self.checkpoint_every}")
+        if not self.lr >= 0:
+            raise ValueError(f"lr must not be negative, got {self.lr}")
         if self.ssim_weight > 0 and self.crop < 11:  # else the first step fails inside the convolution
             raise ValueError(f"crop must be at least 11 pixels with ssim-weight (SSIM's 11x11 window), got {self.crop}")
         if self.train_time is not None:
@@ -116,6 +105,22 @@ class TrainConfig:
             self.epochs = None  # the time sets the run's length; epochs, if given, would be ignored
         elif self.epochs is None:
             raise ValueError("a run needs a length: epochs or train_time")
+
+    def check_new_run(self) -> None:
+        """Refuse values a new run cannot train with. Checked for new runs only: a run recorded by an
+        older version that accepted such a value (e.g. a negative warm-up, taken as none) resumes."""
+        # A NaN passes every comparison but the one it is written to fail: each check is written so.
+        if not self.lr < math.inf:
+            raise ValueError(f"lr must be a finite number, got {self.lr}")
+        if not 0 <= self.min_lr < math.inf:
+            raise ValueError(f"min-lr must be a finite number, not negative, got {self.min_lr}")
+        if not 0 <= self.ssim_weight < math.inf:
+            raise ValueError(f"ssim-weight must be a finite number, not negative, got {self.ssim_weight}")
+        for name in ("warmup_steps", "patience", "seed", "split_seed"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if not self.checkpoint_every >= 0:  # 0: after every step; infinity: at the ends of epochs only
+            raise ValueError(f"checkpoint-every must be a number of seconds, not negative, got {self.checkpoint_every}")
 
     @property
     def held_out(self) -> dict:
@@ -359,6 +364,8 @@ def plot_history(rows: list[dict], folder: Path, train_loss: str = "Charbonnier"
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train (or resume) the run described by cfg; returns the last row of metrics, with `last_step`,
     the step of its last checkpoint."""
+    if not resume:
+        cfg.check_new_run()
     _init_distributed(cfg.device)
     rank, world = _rank_world()
     run = Run(cfg.out)
@@ -370,11 +377,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                              "use --resume or another --out")  # fmt: skip
     if resume and not run.last.exists():
         raise ValueError(f"{run.folder}: nothing to resume (no last.pt)")
-    if not resume and rank == 0:
-        output_folder(run.folder)  # before the data is read and the model built
-
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; use {' or '.join(LOSSES)}")
+    if not resume:  # on every process, so that all stop alike (exist_ok: they may race)
+        output_folder(run.folder)  # before the data is read and the model built
     runtime = select_runtime(cfg.device, cfg.precision, cfg.channels_last)
     if runtime.device.type == "cuda" and world > 1:
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", torch.cuda.current_device()))
@@ -449,7 +455,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     def diverged(what: str) -> ValueError:
         # Raised before anything of this step is saved: last.pt and best.safetensors keep what they held.
         return ValueError(f"{run.folder}: {what} at step {step}; the run stopped, its checkpoint stays at step "
-                          f"{saved_step} (a lower --lr may help)")  # fmt: skip
+                          f"{saved_step} (resuming repeats these steps; try a new run with a lower --lr)")  # fmt: skip
 
     def check_weights() -> None:
         # The same weights on every process (DDP), so every process decides alike without a collective.

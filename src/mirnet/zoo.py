@@ -80,9 +80,9 @@ def list_models() -> list[dict]:
 def _described(record: dict) -> dict:
     """A weights file's record with its config completed as loading completes it; TypeError or
     ValueError if a part that `mirnet models` describes is of the wrong kind."""
-    config = MIRNetConfig.from_dict(record["config"]) if isinstance(record["config"], dict) else None
-    if config is None:
+    if not isinstance(record["config"], dict):
         raise TypeError("its config is not a mapping")
+    config = MIRNetConfig.from_dict(record["config"])
     for key in ("training", "metrics"):
         if not isinstance(record.get(key) or {}, dict):
             raise TypeError(f"its {key} is not a mapping")
@@ -106,7 +106,10 @@ def _is_run_checkpoint(path: Path) -> bool:
         record = json.loads(config.read_text())
     except FileNotFoundError:
         return False
-    except (OSError, ValueError) as error:  # else the run's checkpoint would be read as an official one
+    except (OSError, ValueError) as error:
+        if path.name != "last.pt":  # another tool's .pt beside another tool's config.json
+            return False
+        # The name `mirnet train` writes: read as an official checkpoint, its error would mislead.
         raise WeightsError(f"{path}: the config.json beside it cannot be read ({error})") from None
     return isinstance(record, dict) and "train" in record and "model" in record
 
