@@ -738,7 +738,7 @@ def test_a_finished_run_without_last_pt_is_not_overwritten(data, tmp_path, capsy
         (["--ssim-weight", "nan"], "ssim-weight must be a finite number, not negative, got nan"),
         (["--warmup-steps=-5"], "warmup-steps must not be negative"),
         (["--checkpoint-every", "nan"], "checkpoint-every must be a number of seconds, not negative, got nan"),
-        (["--exposure-jitter", "nan"], "exposure jitter must be at least 1 (1: off), got nan"),
+        (["--exposure-jitter", "nan"], "exposure-jitter must be a finite number, at least 1 (1: off), got nan"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(data, tmp_path, capsys, extra, message):

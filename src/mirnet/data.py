@@ -7,7 +7,6 @@ A paired folder holds ROOT/low/* and ROOT/high/*, matched by file stem, in any f
 from __future__ import annotations
 
 import hashlib
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +178,7 @@ class CropSampler:
 
     def __init__(self, pairs: list[Pair], crop: int, batch_size: int, augment: bool, seed: int,
                  exposure_jitter: float = 1.0, mixup: float = 0.0):  # fmt: skip
-        if not 1 <= exposure_jitter < math.inf:
+        if exposure_jitter < 1:
             raise ValueError(f"exposure jitter must be at least 1 (1: off), got {exposure_jitter}")
         if not 0 <= mixup <= 1:
             raise ValueError(f"mixup is the share of batches mixed, from 0 to 1, got {mixup}")

@@ -123,10 +123,10 @@ def calibration_tiles(folder: str | Path, height: int, width: int, count: int = 
     folder = Path(folder)
     if (folder / "low").is_dir():
         folder = folder / "low"
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                   and not p.name.startswith(".")) if folder.is_dir() else []  # fmt: skip
     if not folder.is_dir():
         raise ExportError(f"{folder}: no such folder of images to calibrate int8 ranges with")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and not p.name.startswith("."))  # fmt: skip
     if not files:
         raise ExportError(f"{folder}: no images to calibrate int8 ranges with")
     rng = np.random.default_rng(seed)

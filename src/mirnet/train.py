@@ -119,8 +119,11 @@ class TrainConfig:
         for name in ("warmup_steps", "patience", "seed", "split_seed"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if not 1 <= self.exposure_jitter < math.inf:
+            raise ValueError(f"exposure-jitter must be a finite number, at least 1 (1: off), got {self.exposure_jitter}")
         if not self.checkpoint_every >= 0:  # 0: after every step; infinity: at the ends of epochs only
-            raise ValueError(f"checkpoint-every must be a number of seconds, not negative, got {self.checkpoint_every}")
+            raise ValueError(f"checkpoint-every must be a number of seconds, not negative, "
+                             f"got {self.checkpoint_every}")  # fmt: skip
 
     @property
     def held_out(self) -> dict:
