@@ -794,6 +794,8 @@ def test_bad_api_arguments_are_clear_errors_before_any_work(enhancer, tmp_path):
 
 
 def test_jpegs_missing_their_data_are_refused_and_padded_ones_read(tmp_path):
+    from mirnet.data import DataError, read_rgb
+
     buffer = io.BytesIO()
     Image.fromarray(_photo(192, 256)).save(buffer, "JPEG", quality=90)  # about 28 KB
     whole = buffer.getvalue()
@@ -810,6 +812,9 @@ def test_jpegs_missing_their_data_are_refused_and_padded_ones_read(tmp_path):
                          ("big.jpg", "bytes of image data cannot hold 9000x9000 pixels")):  # fmt: skip
         with pytest.raises(ImageError, match=f"{name}: corrupt or truncated image \\(.*{reason.replace('?', '.')}"):
             read_photo(tmp_path / name)
+        with pytest.raises(DataError, match=f"{name}: corrupt or truncated image \\(.*{reason.replace('?', '.')}"):
+            read_rgb(tmp_path / name)  # the reader of training and evaluation pairs refuses them too
+    assert read_rgb(tmp_path / "padded.jpg").shape == (192, 256, 3)
     # Cut short with its end marker put back: it decodes, grey where the data ended, and says so.
     (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 6 // 10] + b"\xff\xd9")
     photo = read_photo(tmp_path / "cut.jpg")

@@ -45,12 +45,45 @@ def eight_bit(image: Image.Image) -> tuple[Image.Image, str | None]:
     return image, None
 
 
+def jpeg_damage(data: bytes) -> str | None:
+    """Why a JPEG file's bytes cannot hold the image its header declares, or None. Pillow decodes such
+    files without complaint (libjpeg fills what is missing with grey), so they are checked first."""
+    # An interrupted copy keeps the file's size but not its tail: zeros where the image data and its
+    # end marker (FF D9) were. Padding after a whole image follows that marker.
+    body = data.rstrip(b"\0")
+    if len(data) - len(body) >= 4096 and not body.endswith(b"\xff\xd9"):
+        return f"its last {len(data) - len(body):,} bytes are zeros, an interrupted copy?"
+    # Too few bytes for the size its header declares: Huffman coding spends at least one bit on each
+    # 8x8 block of a full-resolution component. Walks the marker segments up to the image data.
+    pos, size, arithmetic = 2, None, False
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 9 <= len(data):  # SOFn
+            size = int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
+            arithmetic = marker >= 0xC9  # can spend less than a bit on a block
+        if marker == 0xDA:  # start of scan: the entropy-coded data follows
+            if size and all(size) and not arithmetic:
+                blocks = -(-size[0] // 8) * -(-size[1] // 8)
+                if (len(data) - pos) * 8 < blocks:
+                    return f"{len(data) - pos:,} bytes of image data cannot hold {size[1]}x{size[0]} pixels"
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file as an HxWx3 uint8 RGB array; DataError naming the file if it cannot be read."""
     path = Path(path)
     try:
         with Image.open(path) as image:
+            if image.format in ("JPEG", "MPO") and (damage := jpeg_damage(path.read_bytes())):
+                raise DataError(f"{path}: corrupt or truncated image ({damage})")
             return np.asarray(eight_bit(image)[0].convert("RGB"))
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except Image.DecompressionBombError as error:  # not an OSError: Pillow's guard against huge headers

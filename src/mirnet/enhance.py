@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .data import eight_bit
+from .data import eight_bit, jpeg_damage
 from .errors import out_of_memory
 from .files import atomic_output
 from .model import GlobalPool, MIRNet
@@ -217,35 +217,6 @@ def grey_tail(image: Image.Image) -> int:
     rows = np.asarray(image).reshape(image.height, -1)
     other = np.flatnonzero((rows != 128).any(axis=1))
     return image.height - (other[-1] + 1 if other.size else 0)
-
-
-def jpeg_damage(data: bytes) -> str | None:
-    """Why a JPEG file's bytes cannot hold the image its header declares, or None. Pillow decodes such
-    files without complaint (libjpeg fills what is missing with grey), so they are checked first."""
-    # An interrupted copy keeps the file's size but not its tail: zeros where the image data and its
-    # end marker (FF D9) were. Padding after a whole image follows that marker.
-    body = data.rstrip(b"\0")
-    if len(data) - len(body) >= 4096 and not body.endswith(b"\xff\xd9"):
-        return f"its last {len(data) - len(body):,} bytes are zeros, an interrupted copy?"
-    # Too few bytes for the size its header declares: Huffman coding spends at least one bit on each
-    # 8x8 block of a full-resolution component. Walks the marker segments up to the image data.
-    pos, size, arithmetic = 2, None, False
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and pos + 9 <= len(data):  # SOFn
-            size = int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
-            arithmetic = marker >= 0xC9  # can spend less than a bit on a block
-        if marker == 0xDA:  # start of scan: the entropy-coded data follows
-            if size and all(size) and not arithmetic:
-                blocks = -(-size[0] // 8) * -(-size[1] // 8)
-                if (len(data) - pos) * 8 < blocks:
-                    return f"{len(data) - pos:,} bytes of image data cannot hold {size[1]}x{size[0]} pixels"
-            return None
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return None
 
 
 def encode(photo: Photo, rgb: np.ndarray, fmt: str) -> tuple[Image.Image, dict]:
