@@ -120,7 +120,8 @@ class TrainConfig:
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if not 1 <= self.exposure_jitter < math.inf:
-            raise ValueError(f"exposure-jitter must be a finite number, at least 1 (1: off), got {self.exposure_jitter}")
+            raise ValueError(f"exposure-jitter must be a finite number, at least 1 (1: off), "
+                             f"got {self.exposure_jitter}")  # fmt: skip
         if not self.checkpoint_every >= 0:  # 0: after every step; infinity: at the ends of epochs only
             raise ValueError(f"checkpoint-every must be a number of seconds, not negative, "
                              f"got {self.checkpoint_every}")  # fmt: skip
