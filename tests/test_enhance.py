@@ -3,6 +3,7 @@
 import hashlib
 import json
 import io
+import os
 import warnings
 import struct
 import zlib
@@ -414,6 +415,19 @@ def test_every_bad_input_is_one_line_and_the_batch_goes_on(tiny_weights, tmp_pat
                  "--device", "cpu", "--max-pixels", "2000000", "--tile", "512", "-q"]) == 0  # fmt: skip
     with Image.open(tmp_path / "out" / "bomb.png") as out:
         assert out.size == (1500, 1000)
+
+
+def test_a_pipe_or_device_is_refused_without_reading_it(tiny_weights, tmp_path, capsys):
+    # Reading either would never end (a pipe with no writer blocks; /dev/zero has no end).
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    for path in (pipe, Path("/dev/zero")):
+        with pytest.raises(ImageError, match=r": not a regular file \(a device, pipe or socket\)$"):
+            read_photo(path)
+    status = main(["enhance", str(pipe), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+                   "--device", "cpu", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1 and f"error: {pipe}: not a regular file" in err and "Traceback" not in err
 
 
 def test_unwritable_output_folder_is_one_line(tiny_weights, tmp_path, capsys):

@@ -12,6 +12,7 @@ import glob
 import io
 import numbers
 import os
+import stat
 import struct
 import sys
 import warnings
@@ -178,7 +179,10 @@ def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     try:
-        if path.stat().st_size == 0:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a pipe or a device such as /dev/zero would never end
+            raise ImageError(f"{path}: not a regular file (a device, pipe or socket)")
+        if status.st_size == 0:
             raise ImageError(f"{path}: empty file")
         limit = Image.MAX_IMAGE_PIXELS
         with warnings.catch_warnings():
@@ -542,8 +546,8 @@ def output_path(file: Path, folder: Path | None, outdir: Path, suffix: str, fmt:
 
 
 def _file_id(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_dev, stat.st_ino
+    status = path.stat()
+    return status.st_dev, status.st_ino
 
 
 def _output_format(photo: Photo, wanted: str | None) -> str:
