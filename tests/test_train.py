@@ -940,6 +940,35 @@ def test_a_resume_refuses_validation_data_with_the_same_names_but_other_files(da
     assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--val-data", str(val), "--max-steps", "2"]) == 0
 
 
+def test_jpegs_that_end_in_flat_grey_are_noted_by_train_and_evaluate(tmp_path, capsys):
+    from mirnet.cli import main
+    from mirnet.data import cut_short, load_pairs
+
+    data = make_pairs(tmp_path / "data", count=4, size=(64, 96), suffix=".jpg")
+    # Pair 1's low image cut short with its end marker put back: libjpeg fills the rest with grey.
+    whole = (data / "low" / "1.jpg").read_bytes()
+    (data / "low" / "1.jpg").write_bytes(whole[: len(whole) * 6 // 10] + b"\xff\xd9")
+    # Pair 2's reference a PNG whose bottom is a grey band of its own: not a JPEG, so not noted.
+    (data / "high" / "2.jpg").unlink()
+    banded = np.full((64, 96, 3), 128, np.uint8)
+    banded[:32] = 60
+    Image.fromarray(banded).save(data / "high" / "2.png")
+    pairs = load_pairs(data)
+    tails = {pair.stem: pair.grey_tails for pair in pairs}
+    assert tails["0"] == tails["2"] == tails["3"] == ()
+    ((path, rows),) = tails["1"]
+    assert path == str(data / "low" / "1.jpg") and 8 <= rows < 64
+    assert (pairs[1].low[-rows:] == 128).all() and not (pairs[1].low[-rows - 1] == 128).all()
+    note = cut_short(pairs)
+    assert note == (f"1 JPEG may be cut short, ending in flat grey (128) as a JPEG whose data ended early "
+                    f"decodes; used as decoded: {data / 'low' / '1.jpg'} ({rows} rows)")  # fmt: skip
+    assert cut_short([p for p in pairs if p.stem != "1"]) is None
+    assert main(["evaluate", "--data", str(data), "--baselines"]) == 0
+    assert f"note: {note}\n" in capsys.readouterr().err
+    assert train(_config(data, tmp_path / "run", crop=16, epochs=1, steps_per_epoch=1, split="full")) is not None
+    assert capsys.readouterr().err.count(f"note: {note}") == 1
+
+
 def test_bad_validation_pairs_and_options_are_refused_before_training(data, tmp_path, capsys):
     from mirnet.cli import main
 

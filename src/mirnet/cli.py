@@ -220,13 +220,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .data import load_pairs, smaller_than
+    from .data import cut_short, load_pairs, smaller_than
     from .evaluate import comparison_figure, evaluate, model_method
     from .runtime import select_runtime
 
     pairs = load_pairs(args.data)
     if small := smaller_than(pairs, 11, "SSIM's 11x11 window"):  # said before any work, with the pairs named
         raise DataError(f"{args.data}: {small}")
+    if note := cut_short(pairs):
+        print(f"note: {note}", file=sys.stderr)
     if args.out:
         out, data = Path(args.out).resolve(), Path(args.data).resolve()
         if any(out == side or side in out.parents for side in (data / "low", data / "high")):

@@ -74,14 +74,32 @@ def jpeg_damage(data: bytes) -> str | None:
     return None
 
 
+# Fewer flat grey rows than this end too many ordinary pictures to be worth a note.
+GREY_TAIL_ROWS = 8
+
+
+def grey_tail(pixels: np.ndarray) -> int:
+    """How many rows at the bottom of decoded pixels (HxW or HxWxC) are exactly mid-grey (128): where
+    a JPEG's data ends early, even with its end marker there, libjpeg fills the rest so, silently."""
+    if not len(pixels) or not (pixels[-1] == 128).all():
+        return 0  # the usual answer, from one row
+    other = np.flatnonzero((pixels.reshape(len(pixels), -1) != 128).any(axis=1))
+    return len(pixels) - (other[-1] + 1 if other.size else 0)
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file as an HxWx3 uint8 RGB array; DataError naming the file if it cannot be read."""
-    path = Path(path)
+    return _read_rgb(Path(path))[0]
+
+
+def _read_rgb(path: Path) -> tuple[np.ndarray, bool]:
+    """read_rgb's array, and whether the file is a JPEG."""
     try:
         with Image.open(path) as image:
-            if image.format in ("JPEG", "MPO") and (damage := jpeg_damage(path.read_bytes())):
+            jpeg = image.format in ("JPEG", "MPO")
+            if jpeg and (damage := jpeg_damage(path.read_bytes())):
                 raise DataError(f"{path}: corrupt or truncated image ({damage})")
-            return np.asarray(eight_bit(image)[0].convert("RGB"))
+            return np.asarray(eight_bit(image)[0].convert("RGB")), jpeg
     except DataError:
         raise
     except FileNotFoundError:
@@ -144,16 +162,21 @@ class Pair:
     stem: str
     low: np.ndarray  # HxWx3 uint8
     high: np.ndarray
+    # Its files that are JPEGs ending in GREY_TAIL_ROWS or more flat grey rows, as a JPEG whose data
+    # ended early decodes: (path, rows). They are used as decoded; cut_short says so.
+    grey_tails: tuple[tuple[str, int], ...] = ()
 
 
 def _load_pair(entry: tuple[str, Path, Path]) -> Pair:
     stem, low_path, high_path = entry
-    low, high = read_rgb(low_path), read_rgb(high_path)
+    (low, low_jpeg), (high, high_jpeg) = _read_rgb(low_path), _read_rgb(high_path)
     if low.shape != high.shape:
         raise DataError(
             f"{low_path} is {low.shape[1]}x{low.shape[0]} but {high_path} is {high.shape[1]}x{high.shape[0]}"
         )
-    return Pair(stem, low, high)
+    tails = ((str(path), grey_tail(pixels) if jpeg else 0)
+             for path, pixels, jpeg in ((low_path, low, low_jpeg), (high_path, high, high_jpeg)))  # fmt: skip
+    return Pair(stem, low, high, tuple((name, rows) for name, rows in tails if rows >= GREY_TAIL_ROWS))
 
 
 def load_pairs(root: str | Path, stems: list[str] | None = None, threads: int = 4) -> list[Pair]:
@@ -174,6 +197,17 @@ def smaller_than(pairs: list[Pair], size: int, what: str) -> str | None:
     named = ", ".join(f"{p.stem} ({p.low.shape[1]}x{p.low.shape[0]})" for p in small[:3])
     more = f" and {len(small) - 3} more" if len(small) > 3 else ""
     return f"{len(small)} of {len(pairs)} pairs are smaller than {what}: {named}{more}"
+
+
+def cut_short(pairs: list[Pair]) -> str | None:
+    """A note naming the JPEGs of pairs that end in flat grey rows, as those whose data ended early
+    decode (None if none do). Such a file is used as it decodes: its grey rows may be the picture's own."""
+    tails = [f"{name} ({rows} rows)" for pair in pairs for name, rows in pair.grey_tails]
+    if not tails:
+        return None
+    more = f" and {len(tails) - 3} more" if len(tails) > 3 else ""
+    return (f"{len(tails)} JPEG{'s' if len(tails) > 1 else ''} may be cut short, ending in flat grey (128) "
+            f"as a JPEG whose data ended early decodes; used as decoded: {', '.join(tails[:3])}{more}")
 
 
 def split_by_scene(pairs: list[Pair], validation: int, seed: int = 0) -> tuple[list[Pair], list[Pair]]:

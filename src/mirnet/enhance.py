@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .data import eight_bit, jpeg_damage
+from .data import GREY_TAIL_ROWS, eight_bit, grey_tail, jpeg_damage
 from .errors import out_of_memory
 from .files import atomic_output
 from .model import GlobalPool, MIRNet
@@ -85,7 +85,7 @@ def decode(image: Image.Image) -> Photo:
     if frames > 1 and fmt != "JPEG":  # an MPO's second picture is a preview, not a frame
         notes.append(f"the first of its {frames} frames enhanced")
     image.load()  # here, not under the EXIF warning catcher below: read_photo turns bomb warnings into errors
-    if fmt == "JPEG" and (rows := grey_tail(image)) >= 8:
+    if fmt == "JPEG" and (rows := _grey_tail(image)) >= GREY_TAIL_ROWS:
         notes.append(f"its last {rows} rows are flat grey (128), as a JPEG whose data ended early decodes: "
                      "the file may be cut short")  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:  # Pillow warns of corrupt EXIF on stderr
@@ -211,16 +211,13 @@ def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
         raise ImageError(f"{path}: corrupt or truncated image ({error})") from None
 
 
-def grey_tail(image: Image.Image) -> int:
-    """How many rows at the bottom of a decoded image are exactly mid-grey (128): where a JPEG's data
-    ends early, even with its end marker there, libjpeg fills the rest so and Pillow does not say."""
+def _grey_tail(image: Image.Image) -> int:
+    """data.grey_tail of a decoded image, which it copies only when its last row is grey."""
     if image.mode not in ("L", "RGB"):
         return 0
     if not (np.asarray(image.crop((0, image.height - 1, image.width, image.height))) == 128).all():
         return 0  # the usual answer, from one row and without a copy of the image
-    rows = np.asarray(image).reshape(image.height, -1)
-    other = np.flatnonzero((rows != 128).any(axis=1))
-    return image.height - (other[-1] + 1 if other.size else 0)
+    return grey_tail(np.asarray(image))
 
 
 def encode(photo: Photo, rgb: np.ndarray, fmt: str) -> tuple[Image.Image, dict]:

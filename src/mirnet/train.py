@@ -34,8 +34,8 @@ import torch.distributed as dist
 from torch import nn
 
 from .config import MIRNetConfig, preset
-from .data import (CropSampler, DataError, Pair, data_id, load_pairs, smaller_than, split_by_scene, to_tensor,
-                   to_uint8)
+from .data import (CropSampler, DataError, Pair, cut_short, data_id, load_pairs, smaller_than, split_by_scene,
+                   to_tensor, to_uint8)
 from .errors import first_line
 from .files import atomic_output, output_folder
 from .metrics import psnr, ssim, ssim_map
@@ -389,6 +389,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if runtime.device.type == "cuda" and world > 1:
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", torch.cuda.current_device()))
     train_pairs, val_pairs = datasets(cfg)
+    if rank == 0 and (note := cut_short(train_pairs + val_pairs)):
+        print(f"note: {note}", file=sys.stderr)
     fingerprint = data_id(cfg.data)
     val_fingerprint = data_id(cfg.val_data) if cfg.val_data else None
     torch.manual_seed(cfg.seed)
