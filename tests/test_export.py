@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -362,6 +363,48 @@ def test_onnx_backend_takes_tiny_images_and_reports_a_failing_one(onnx_file, tmp
     summary = enhance_files([tmp_path / "bad.png", tmp_path / "good.png"], tmp_path / "out", Failing(onnx_file),
                             progress=False)  # fmt: skip
     assert summary.done == 1 and summary.errors == [f"{tmp_path / 'bad.png'}: onnxruntime failed (a stand-in failure)"]
+
+
+@onnx_needed
+def test_onnx_enhancer_runs_large_arrays_whole_by_default(onnx_file):
+    from mirnet.enhance import AUTO_TILE_PIXELS, enhance
+    from mirnet.exported import OnnxEnhancer
+
+    class Recording(OnnxEnhancer):
+        def _forward(self, x):
+            self.shapes.append(tuple(x.shape[-2:]))
+            return x.clone()  # the identity: this test is about tiling, not the network
+
+    enhancer = Recording(onnx_file)
+    array = np.random.default_rng(0).integers(0, 255, (1000, 1100, 3), dtype=np.uint8)
+    assert array.shape[0] * array.shape[1] > AUTO_TILE_PIXELS  # the torch backend would tile it
+    for image in (array, array.astype(np.float32) / 255, array[..., 0]):  # the array paths of enhance()
+        enhancer.shapes = []
+        assert enhance(image, enhancer).shape == image.shape
+        assert enhancer.shapes == [(1000, 1100)]
+
+
+@onnx_needed
+def test_the_onnx_cache_replaces_a_damaged_file_and_is_keyed_by_the_exporter(tmp_path, monkeypatch):
+    import mirnet.export
+    from mirnet.exported import onnx_cache_path, onnx_enhancer
+    from mirnet.weights import save_weights
+
+    monkeypatch.setenv("MIRNET_HOME", str(tmp_path / "home"))
+    model = tiny(num_streams=2)
+    save_weights(model, tmp_path / "tiny.safetensors")
+    cached = onnx_cache_path(model)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"half an onnx file")  # as a crash or a full disk could leave it
+    enhancer = onnx_enhancer(str(tmp_path / "tiny.safetensors"))
+    assert enhancer.session is not None and cached.read_bytes().startswith(b"\x08")  # a protobuf: re-exported
+    x = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (enhancer.enhance_tensor(x) - model(x).clamp(0, 1)).abs().max() < 1e-4
+    # Another exporter (here: its code read as other bytes) names another file, not the old one.
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: real(p) + b"#" if p == Path(mirnet.export.__file__) else real(p))
+    assert onnx_cache_path(model) != cached
 
 
 @onnx_needed

@@ -426,11 +426,15 @@ class Enhancer:
                 total[:, :, top : top + th, left : left + tw] += weight
         return out / total
 
+    def tile_for(self, height: int, width: int) -> int | None:
+        """The tile size that tile="auto" stands for on an image of this size."""
+        return auto_tile(height, width)
+
     def enhance_rgb(self, rgb: np.ndarray, tile: int | str | None = "auto", overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
         """HxWx3 uint8 to HxWx3 uint8."""
         height, width = rgb.shape[:2]
         if tile == "auto":
-            tile = auto_tile(height, width)
+            tile = self.tile_for(height, width)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float().div_(255)  # a copy: Pillow's arrays are read-only
         return _to_uint8(self.enhance_tensor(x, tile, overlap))
 
@@ -487,7 +491,7 @@ def _enhance_array(enhancer: Enhancer, array: np.ndarray, tile, overlap) -> np.n
     gray = array.ndim == 2
     x = x[None, None].expand(1, 3, *x.shape).contiguous() if gray else x.permute(2, 0, 1)[None].contiguous()
     if tile == "auto":
-        tile = auto_tile(*array.shape[:2])
+        tile = enhancer.tile_for(*array.shape[:2])
     y = enhancer.enhance_tensor(x, tile, overlap)[0].permute(1, 2, 0)
     if gray:
         y = y @ torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 luma, as Pillow's convert("L")

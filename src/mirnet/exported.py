@@ -7,6 +7,7 @@ with the scale and zero point stored in the model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .enhance import (DEFAULT_OVERLAP, Enhancer, InferenceError, _starts, check_
                       whole_number)
 from .errors import first_line
 from .export import ExportError, _require, silenced_output
+from .model import MIRNet
 
 WHOLE_IMAGES_ONLY = "the onnx backend enhances whole images"
 
@@ -68,32 +70,45 @@ class OnnxEnhancer(Enhancer):
             raise ValueError(f"tile={tile}: {WHOLE_IMAGES_ONLY}; pass tile=None")
         check_tiling(tile, 0)  # the shared refusal of a tile of the wrong type
 
-    def enhance_rgb(self, rgb: np.ndarray, tile=None, overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
-        return super().enhance_rgb(rgb, None if tile == "auto" else tile, overlap)
+    def tile_for(self, height: int, width: int) -> None:
+        return None  # whole images at any size
 
 
 def onnx_enhancer(model: str | Path | None = None, self_ensemble: bool = False) -> OnnxEnhancer:
     """An OnnxEnhancer for an .onnx file, or for a model name/weights file exported once to a cache
     (beside the installed models, keyed by the weights' content) and reused."""
-    import hashlib
-
     from .export import export_onnx
-    from .zoo import load_model, models_folder
+    from .zoo import load_model
 
     if model is not None and str(model).lower().endswith(".onnx"):
         if not Path(model).is_file():
             raise ExportError(f"{model}: no such file")
         return OnnxEnhancer(model, self_ensemble=self_ensemble)
     net = load_model(model)
+    cached = onnx_cache_path(net)
+    if cached.exists():
+        try:
+            return OnnxEnhancer(cached, self_ensemble=self_ensemble)
+        except ExportError:  # damaged (a full disk, a crash): exported again below
+            pass
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(net, cached)
+    return OnnxEnhancer(cached, self_ensemble=self_ensemble)
+
+
+def onnx_cache_path(net: MIRNet) -> Path:
+    """Where onnx_enhancer keeps net's export: named by its weights and by what exports them (the
+    exporter's code and torch's version), so that a newer exporter does not reuse an older file."""
+    from . import export
+    from .zoo import models_folder
+
     digest = hashlib.sha256()
+    digest.update(Path(export.__file__).read_bytes())
+    digest.update(torch.__version__.encode())
     for name, tensor in sorted(net.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())
-    cached = models_folder() / "onnx" / f"{digest.hexdigest()[:16]}.onnx"
-    if not cached.exists():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(net, cached)
-    return OnnxEnhancer(cached, self_ensemble=self_ensemble)
+    return models_folder() / "onnx" / f"{digest.hexdigest()[:16]}.onnx"
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
