@@ -478,6 +478,8 @@ def test_export_refuses_what_it_would_ignore_or_could_not_write_before_convertin
         (["onnx", *w, "--int8", "-o", str(tmp_path / "m.onnx")], "--int8: not an option of the onnx export"),
         (["onnx", *w, "--height", "32", "-o", str(tmp_path / "m.onnx")], "--height: not an option of the onnx export"),
         (["tflite", *w, "--tile", "32", "-o", str(tmp_path / "m.tflite")], "--tile: not an option of the tflite export"),
+        (["tflite", *w, "--tile", "0", "--overlap", "0", "-o", str(tmp_path / "m.tflite")],  # 0 == False
+         "--tile, --overlap: not an option of the tflite export"),
         (["onnx", *w, "--calibration-count", "8", "--json", "-o", str(tmp_path / "m.onnx")],
          "--calibration-count, --json: not an option of the onnx export"),
         (["tflite", *w, "--calibration-count", "8", "-o", str(tmp_path / "m.tflite")], "--calibration-count sets int8"),

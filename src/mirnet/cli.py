@@ -331,7 +331,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     # Options another format would use are refused, not ignored (an onnx export is float32, of any size).
     ignored = {"onnx": ("int8", "calibration", "calibration_count", "height", "width", "tile", "overlap", "json"),
                "tflite": ("tile", "overlap", "json"), "micro": ("int8", "height", "width")}[args.format]  # fmt: skip
-    if given := [f"--{name.replace('_', '-')}" for name in ignored if getattr(args, name) not in (None, False)]:
+    # "is", not "in (None, False)": 0 == False, yet --tile 0 is given as much as --tile 32.
+    if given := [f"--{name.replace('_', '-')}" for name in ignored
+                 if (value := getattr(args, name)) is not None and value is not False]:
         raise ValueError(f"{', '.join(given)}: not an option of the {args.format} export")
     if (args.calibration or args.calibration_count is not None) and args.format == "tflite" and not args.int8:
         flag = "--calibration" if args.calibration else "--calibration-count"
