@@ -28,7 +28,7 @@ def test_info_reports_overridden_width(capsys):
     assert "share_weights: False" in out
 
 
-def test_convert_official_writes_loadable_safetensors(tmp_path, capsys):
+def test_convert_official_writes_loadable_safetensors(tmp_path, capsys, monkeypatch):
     model = mirnet.create_model("paper", channels=8).eval()
     mirnet.save_official_checkpoint(model, tmp_path / "model_lol.pth")
     assert main(["convert-official", str(tmp_path / "model_lol.pth")]) == 0
@@ -37,6 +37,14 @@ def test_convert_official_writes_loadable_safetensors(tmp_path, capsys):
     with torch.no_grad():
         assert torch.equal(converted(x), model(x))
     assert "model_lol.safetensors" in capsys.readouterr().out
+    # Installed, it is listed with its size, though its file records no training.
+    (tmp_path / "home").mkdir()
+    (tmp_path / "model_lol.safetensors").rename(tmp_path / "home" / "official.safetensors")
+    monkeypatch.setenv("MIRNET_HOME", str(tmp_path / "home"))
+    assert main(["models"]) == 0
+    listed = capsys.readouterr().out.split("official  [installed]")[1]
+    assert f"8 channels, 3x2 RRGxMRB, 3 streams, {mirnet.count_parameters(model)} parameters" in listed
+    assert "source: official checkpoint model_lol.pth" in listed
 
 
 def test_convert_official_never_replaces_a_file_it_was_not_told_to(tmp_path, capsys):

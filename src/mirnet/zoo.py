@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from .config import MIRNetConfig
-from .model import MIRNet
+from .model import MIRNet, count_parameters
 from .weights import WeightsError, latest_weights, load_official_checkpoint, load_weights, read_metadata
 
 
@@ -88,6 +90,9 @@ def _described(record: dict) -> dict:
             raise TypeError(f"its {key} is not a mapping")
     if not all(isinstance(scores, dict) for scores in (record.get("metrics") or {}).values()):
         raise TypeError("its metrics are not mappings of scores")
+    if "parameters" not in record:  # e.g. a converted official checkpoint: counted on the meta device
+        with torch.device("meta"):
+            record = {**record, "parameters": count_parameters(MIRNet(config))}
     return {**record, "config": dataclasses.asdict(config)}
 
 
