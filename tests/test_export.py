@@ -407,6 +407,17 @@ def test_the_onnx_cache_replaces_a_damaged_file_and_is_keyed_by_the_exporter(tmp
     assert onnx_cache_path(model) != cached
 
 
+def test_micro_resolver_methods_are_tflite_micros_names():
+    from mirnet.export import _resolver_method
+
+    # As MicroMutableOpResolver spells them (tensorflow/lite/micro/micro_mutable_op_resolver.h).
+    expected = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "AVERAGE_POOL_2D": "AddAveragePool2D",
+                "MAX_POOL_2D": "AddMaxPool2D", "PADV2": "AddPadV2", "RESIZE_BILINEAR": "AddResizeBilinear",
+                "DEPTH_TO_SPACE": "AddDepthToSpace", "STRIDED_SLICE": "AddStridedSlice", "MIRROR_PAD": "AddMirrorPad",
+                "L2_NORMALIZATION": "AddL2Normalization", "LOGISTIC": "AddLogistic"}  # fmt: skip
+    assert {op: _resolver_method(op) for op in expected} == expected
+
+
 @onnx_needed
 def test_onnx_enhancer_refuses_a_tile_size_in_the_python_api_before_any_work(onnx_file, tmp_path):
     from mirnet.enhance import enhance_files
@@ -523,6 +534,9 @@ def test_micro_tiles_the_sketch_cannot_hold_are_refused_before_converting(tmp_pa
         # Both messages are the guard's own: with it gone, the empty calibration would fail later.
         with pytest.raises(ExportError, match="^micro tiles need|tiles per side of the QCIF frame"):
             export_micro(tiny(), tmp_path / "micro", calibration=[], tile=tile, overlap=overlap)
+    # No calibration would convert a float32 model, which the sketch would read as int8.
+    with pytest.raises(ExportError, match="^the micro export is int8: it needs calibration tiles"):
+        export_micro(tiny(), tmp_path / "micro", calibration=None)
     assert not (tmp_path / "micro").exists()
 
 

@@ -38,3 +38,17 @@ def test_default_model_is_the_compact_preset_and_brightens_a_dark_image():
 def test_unknown_model_name():
     with pytest.raises(WeightsError, match="neither a known model"):
         mirnet.load_model("no-such-model")
+
+
+def test_load_model_reads_file_suffixes_in_any_case(tmp_path):
+    import torch
+
+    model = mirnet.create_model("paper", channels=8).eval()
+    mirnet.save_weights(model, tmp_path / "MODEL.SAFETENSORS")
+    mirnet.save_official_checkpoint(model, tmp_path / "MODEL_LOL.PTH")
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        for name in ("MODEL.SAFETENSORS", "MODEL_LOL.PTH"):
+            assert torch.equal(mirnet.load_model(tmp_path / name)(x), model(x)), name
+    with pytest.raises(WeightsError, match="neither a known model"):
+        mirnet.load_model(tmp_path / "MODEL.TXT")

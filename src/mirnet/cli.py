@@ -352,7 +352,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         export.export_onnx(model, output)
         print(f"wrote {output} ({output.stat().st_size:,} bytes): input 'low' 1x3xHxW float in [0, 1], "
-              "any H, W of at least 4")
+              f"any H, W of at least {model.size_multiple}")
         return 0
     calibration = None
     if args.int8 or args.format == "micro":

@@ -65,8 +65,8 @@ class _AnySize(nn.Module):
 
 
 def export_onnx(model: MIRNet, path: str | Path, opset: int = 18) -> Path:
-    """Write `model` as one ONNX file: input "low" (1, 3, H, W) float32 in [0, 1], any H, W >= 4;
-    output "enhanced", same shape, clamped to [0, 1]."""
+    """Write `model` as one ONNX file: input "low" (1, 3, H, W) float32 in [0, 1], any H, W of at least
+    model.size_multiple (4 for three streams); output "enhanced", same shape, clamped to [0, 1]."""
     _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")
     path = Path(path)
@@ -212,8 +212,9 @@ M4_MACS_PER_CYCLE = (0.5, 0.25)
 # TFLite Micro's Python interpreter runs reference kernels; CMSIS-NN asks for scratch buffers on top.
 ARENA_MARGIN = 4096
 
-_RESOLVER = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "PADV2": "AddPadV2",
-             "RESIZE_BILINEAR": "AddResizeBilinear", "DEPTH_TO_SPACE": "AddDepthToSpace"}  # fmt: skip
+# TFLite Micro's MicroMutableOpResolver methods are the op names in CamelCase, "2D" kept upper case
+# (AddConv2D, AddAveragePool2D); this one does not follow the rule.
+_RESOLVER = {"PADV2": "AddPadV2"}
 
 
 def tflite_ops(flat: bytes) -> list[str]:
@@ -226,7 +227,8 @@ def tflite_ops(flat: bytes) -> list[str]:
 
 
 def _resolver_method(op: str) -> str:
-    return _RESOLVER.get(op) or "Add" + "".join(part.capitalize() for part in op.split("_"))
+    words = (part if part[0].isdigit() else part.capitalize() for part in op.split("_"))
+    return _RESOLVER.get(op) or "Add" + "".join(words)
 
 
 def tile_starts_count(length: int, tile: int, overlap: int) -> int:
@@ -265,6 +267,9 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
     from .model import count_macs, count_parameters
 
     folder = Path(folder)
+    if calibration is None:  # convert_tflite would give a float32 model, which the sketch reads as int8
+        raise ExportError("the micro export is int8: it needs calibration tiles (calibration_tiles, or "
+                          "sample_calibration_tiles)")  # fmt: skip
     check_micro_tiles(tile, overlap)  # before the slow conversion
     flat = convert_tflite(model, tile, tile, calibration)
     arena = arena_size(flat)

@@ -127,11 +127,12 @@ def load_model(name_or_path: str | Path | None = None) -> MIRNet:
     path = model_file(text)
     if text in BUNDLED and not path.exists():
         raise WeightsError(f"{path}: the bundled model {text!r} is missing from this installation")
-    if path.suffix == ".safetensors":
+    suffix = path.suffix.lower()  # X.SAFETENSORS as x.safetensors, as the other readers take them
+    if suffix == ".safetensors":
         return load_weights(path)
-    if path.suffix == ".pt" and _is_run_checkpoint(path):
+    if suffix == ".pt" and _is_run_checkpoint(path):
         return latest_weights(path)
-    if path.suffix in (".pth", ".pt", ".ckpt"):
+    if suffix in (".pth", ".pt", ".ckpt"):
         return load_official_checkpoint(path)
     names = ", ".join([*BUNDLED, *installed_models()]) or "none"
     raise WeightsError(f"{text}: neither a known model ({names}) nor a .safetensors or official .pth file")
