@@ -184,6 +184,12 @@ def test_tflite_int8_is_full_integer_and_close_to_float(tflite_models):
     x = dark_tiles(1, 32, 32, seed=5)[0]
     error = np.abs(runner(x) - torch_nhwc(model, x))
     assert error.mean() < 0.01 and error.max() < 0.08
+    # Calibrated on dark tiles only, input and output still span [0, 1]: 8-bit pixels one to one.
+    for end in (runner.input, runner.output):
+        assert (end["scale"], end["zero"]) == (pytest.approx(1 / 255), -128)
+    bright = x.copy()
+    bright[8:16, 8:16] = 0.9  # far above the calibration tiles, which would have clipped it
+    assert np.abs(runner(bright) - torch_nhwc(model, bright)).mean() < 0.02
 
 
 @tflite_needed

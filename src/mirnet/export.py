@@ -158,6 +158,13 @@ def convert_tflite(model: MIRNet, height: int, width: int, calibration: Iterable
             raise ExportError("int8 export needs at least one calibration tile")
         if representative[0].shape != (1, height, width, 3):
             raise ExportError(f"calibration tiles must be {height}x{width}x3, got {representative[0].shape[1:]}")
+        # The int8 input and output take their ranges from what calibration sees, so dark tiles alone
+        # would clip every brighter pixel (the sample scene's tiles end at 0.16, and the outputs they
+        # give at 0.75). One tile more, the first with a white and a black pixel, makes both [0, 1]:
+        # scale 1/255, zero point -128, each 8-bit value its own int8 value.
+        spanning = representative[0].copy()
+        spanning[0, 0, 0], spanning[0, 0, 1] = 1.0, 0.0
+        representative.append(spanning)
     with _quiet(), silenced_output():
         return tflite_flatbuffer(deployable(model), height, width, representative)
 
