@@ -76,7 +76,7 @@ class OnnxEnhancer(Enhancer):
 
 def onnx_enhancer(model: str | Path | None = None, self_ensemble: bool = False) -> OnnxEnhancer:
     """An OnnxEnhancer for an .onnx file, or for a model name/weights file exported once to a cache
-    (beside the installed models, keyed by the weights' content) and reused."""
+    (beside the installed models, keyed by the weights and the exporter: onnx_cache_path) and reused."""
     from .export import export_onnx
     from .zoo import load_model
 
