@@ -17,9 +17,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise FileNotFoundError(f"{path.parent}: output folder does not exist")
     # The temporary name adds about 15 bytes to the output's: a shortened name keeps it within the
     # file system's 255, so that an output with a long (legal) name can still be written.
-    name = path.name
-    while len(name.encode()) > 200:
-        name = name[:-1]
+    name = path.name.encode()[:200].decode(errors="ignore")  # a character cut in two is dropped
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=path.parent or ".")
     except OSError as error:  # e.g. a read-only folder: name the output, not the temporary file
