@@ -461,6 +461,16 @@ def test_models_lists_bundled_and_installed(tiny_weights, tmp_path, monkeypatch,
     assert mirnet.load_model("mine").config.channels == 8
 
 
+def test_an_installed_model_is_found_whatever_the_case_of_its_suffix(tiny_weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MIRNET_HOME", str(tmp_path))
+    (tmp_path / "Upper.SAFETENSORS").write_bytes(tiny_weights.read_bytes())
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert main(["models", "--json"]) == 0
+    installed = [m["name"] for m in json.loads(capsys.readouterr().out) if m["kind"] == "installed"]
+    assert installed == ["Upper"]
+    assert mirnet.load_model("Upper").config.channels == 8
+
+
 def test_models_lists_the_others_when_one_installed_file_has_an_odd_record(tiny_weights, tmp_path, monkeypatch, capsys):
     from safetensors.torch import load_file, save_file
 

@@ -58,7 +58,9 @@ def installed_models() -> dict[str, Path]:
     folder = models_folder()
     if not folder.is_dir():
         return {}
-    return {path.stem: path for path in sorted(folder.glob("*.safetensors")) if path.stem not in BUNDLED}
+    # Any case of the suffix (a file copied from Windows as X.SAFETENSORS), as load_model reads it.
+    files = sorted(path for path in folder.iterdir() if path.suffix.lower() == ".safetensors")
+    return {path.stem: path for path in files if path.stem not in BUNDLED}
 
 
 def list_models() -> list[dict]:
