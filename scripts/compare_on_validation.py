@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -36,21 +35,11 @@ from mirnet import MIRNet, count_macs, count_parameters, load_model
 from mirnet.data import load_pairs, split_by_scene, to_tensor, to_uint8
 from mirnet.evaluate import evaluate, model_forward, model_method
 from mirnet.runtime import Runtime, hardware_name, select_runtime
-from mirnet.train import TrainConfig, latest_weights, trained_on_held_out
-from mirnet.weights import read_metadata
-from mirnet.zoo import model_file
+from mirnet.train import latest_weights, trained_on_held_out, training_record
 
 
 def load(source: str) -> MIRNet:
     return latest_weights(source) if source.endswith(".pt") else load_model(source)
-
-
-def training_record(source: str) -> dict:
-    """How the model was trained, as far as its run or weights file records it (nothing for official files)."""
-    if source.endswith(".pt"):
-        return TrainConfig.load(Path(source).parent / "config.json").held_out
-    path = model_file(source)
-    return read_metadata(path).get("training", {}) if path.suffix == ".safetensors" else {}
 
 
 def average(sources: list[str]) -> MIRNet:

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Third stages for the shipped lol-compact, each fine-tuning its weights and validated on the 64
-# held-out our485 pairs it never trained on (never eval15). Run it again to resume: a finished
-# variant is skipped, an interrupted one continues.
+# Third stages for lol-compact v2 (shipped 2026-11-25 to 11-30, when these were measured), each
+# fine-tuning its weights and validated on the 64 held-out our485 pairs it never trained on (never
+# eval15). Run it again to resume: a finished variant is skipped, an interrupted one continues.
 #
 #   scripts/stage3_variants.sh [OUR485_FOLDER] [OUT_FOLDER] [VARIANT...]
+#
+# v2's weights are taken from the repository's history (commit 8a359fb) into OUT_FOLDER/v2.safetensors;
+# INIT=WEIGHTS starts from other weights instead. The bundled lol-compact (v5) trained on every pair
+# of our485, so `mirnet train` refuses it here: it would validate on pairs it has seen.
 #
 # Variants:
 #   untied     the third stage tried before with shared weights (2,700 steps of 1 x 256x256 crops,
@@ -24,7 +28,13 @@ variants=("${@:3}")
 [[ ${#variants[@]} -gt 0 ]] || variants=(untied calibrate exposure)
 
 source "$root/scripts/stage.sh"
-common=(--data "$data" --preset compact --init lol-compact --augment --schedule cosine --val-pairs 64
+init="${INIT:-$out/v2.safetensors}"
+if [[ -z "${INIT:-}" && ! -f "$init" ]]; then
+    mkdir -p "$out"
+    git -C "$root" show 8a359fb:src/mirnet/pretrained/lol-compact.safetensors > "$init.partial"
+    mv "$init.partial" "$init"
+fi
+common=(--data "$data" --preset compact --init "$init" --augment --schedule cosine --val-pairs 64
         --val-limit 64 --ssim-weight 0.5 --precision fp32)
 
 for name in "${variants[@]}"; do

@@ -6,6 +6,7 @@ import io
 import os
 import warnings
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from PIL import Image, ImageCms
 import mirnet
 from conftest import run_script
 from mirnet.cli import main
-from mirnet.enhance import Enhancer, ImageError, encode, enhance, enhance_files, read_photo
+from mirnet.enhance import Enhancer, ImageError, Photo, encode, enhance, enhance_files, read_photo
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +180,17 @@ def test_api_returns_the_kind_it_was_given(tiny_weights, tmp_path):
     pil = enhance(Image.fromarray(rgb), model=tiny_weights, device="cpu")
     assert isinstance(pil, Image.Image) and pil.size == (rgb.shape[1], rgb.shape[0])
     assert np.array_equal(np.asarray(pil), out)
-    Image.fromarray(rgb).save(tmp_path / "a.png")
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    Image.fromarray(rgb).save(tmp_path / "a.png", exif=exif)
     from_path = enhance(tmp_path / "a.png", model=tiny_weights, device="cpu")
     assert np.array_equal(np.asarray(from_path), out)
+    carried = Image.Exif()
+    carried.load(from_path.info["exif"])
+    assert carried[0x010F] == "Camera maker"
+    # max_pixels is the decompression-bomb guard of a path's file: below the image's size it refuses.
+    with pytest.raises(ImageError, match=r"a.png: more pixels than the 100-pixel limit"):
+        enhance(tmp_path / "a.png", model=tiny_weights, device="cpu", max_pixels=100)
     with pytest.raises(ValueError, match="HxWx3"):
         enhance(np.zeros((4, 4, 5), np.uint8), model=tiny_weights)
     with pytest.raises(TypeError):
@@ -417,6 +426,55 @@ def test_every_bad_input_is_one_line_and_the_batch_goes_on(tiny_weights, tmp_pat
         assert out.size == (1500, 1000)
 
 
+@pytest.mark.parametrize("error", [KeyError((3, 16)), NotImplementedError("Unimplemented pixel format")])
+def test_an_image_a_pillow_plugin_fails_on_is_one_line(tiny_weights, tmp_path, capsys, monkeypatch, error):
+    # Pillow's plugins raise what they will: a 16-bit PSD a KeyError, an unknown DDS NotImplementedError.
+    module = sys.modules["mirnet.enhance"]  # the module: mirnet.enhance is the function it exports
+
+    for name in ("odd.png", "good.png"):
+        Image.fromarray(_photo()).save(tmp_path / name)
+    decode = module.decode
+
+    def plugin(image):
+        if Path(image.filename).name == "odd.png":
+            raise error
+        return decode(image)
+
+    monkeypatch.setattr(module, "decode", plugin)
+    with pytest.raises(ImageError, match=rf"odd.png: cannot read this image \({type(error).__name__}: .+\)$"):
+        read_photo(tmp_path / "odd.png")
+    inputs = [str(tmp_path / "odd.png"), str(tmp_path / "good.png")]
+    status = main(["enhance", *inputs, "-o", str(tmp_path / "out"), "--weights", str(tiny_weights),
+                   "--device", "cpu", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err and "1 done, 0 skipped, 1 failed" in err
+    assert f"error: {tmp_path / 'odd.png'}: cannot read this image" in err
+
+
+def test_an_input_in_a_folder_that_cannot_be_searched_is_one_line(tiny_weights, tmp_path, capsys,
+                                                                   monkeypatch):  # fmt: skip
+    # Path.exists and is_dir raise PermissionError there (chmod would not stop root, whom tests may run as).
+    Image.fromarray(_photo()).save(tmp_path / "good.png")
+    locked = tmp_path / "locked" / "x.jpg"
+    exists, is_dir = Path.exists, Path.is_dir
+
+    def guarded(check):
+        def probe(path, *args, **kwargs):
+            if "locked" in path.parts:
+                raise PermissionError(13, "Permission denied", str(path))
+            return check(path, *args, **kwargs)
+
+        return probe
+
+    monkeypatch.setattr(Path, "exists", guarded(exists))
+    monkeypatch.setattr(Path, "is_dir", guarded(is_dir))
+    status = main(["enhance", str(locked), str(tmp_path / "good.png"), "-o", str(tmp_path / "out"),
+                   "--weights", str(tiny_weights), "--device", "cpu", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err and "1 done, 0 skipped, 1 failed" in err
+    assert f"error: {locked}: permission denied" in err
+
+
 def test_a_pipe_or_device_is_refused_without_reading_it(tiny_weights, tmp_path, capsys):
     # Reading either would never end (a pipe with no writer blocks; /dev/zero has no end).
     pipe = tmp_path / "pipe.png"
@@ -557,6 +615,37 @@ def test_two_inputs_with_one_output_name_do_not_overwrite_each_other(enhancer, t
             assert np.array_equal(np.asarray(kept.convert("RGB")), expected)
 
 
+def test_an_output_of_this_batch_reached_by_another_name_is_not_replaced(enhancer, tmp_path, monkeypatch):
+    """On a case-insensitive disk day2/img_1.png's output img_1.png is day1/IMG_1.png's IMG_1.png: emulated
+    here by making the second name a hard link to the first output, as such a disk shows it."""
+    module = sys.modules["mirnet.enhance"]  # the module: mirnet.enhance is the function it exports
+
+    for day, name, level in (("day1", "IMG_1.png", 40), ("day2", "img_1.png", 90)):
+        (tmp_path / day).mkdir()
+        Image.fromarray(np.full((24, 32, 3), level, np.uint8)).save(tmp_path / day / name)
+    output_path = module.output_path
+
+    def case_insensitive(*args):
+        target = output_path(*args)
+        if target.parent.is_dir() and not target.exists():
+            twin = [p for p in target.parent.iterdir() if p.name.lower() == target.name.lower()]
+            if twin:
+                target.hardlink_to(twin[0])
+        return target
+
+    monkeypatch.setattr(module, "output_path", case_insensitive)
+    inputs = [tmp_path / "day1" / "IMG_1.png", tmp_path / "day2" / "img_1.png"]
+    expected = enhancer.enhance_rgb(np.full((24, 32, 3), 40, np.uint8))
+    for overwrite in (False, True):
+        out = tmp_path / f"out-{overwrite}"
+        summary = enhance_files(inputs, out, enhancer, overwrite=overwrite, progress=False)
+        assert (summary.done, summary.skipped, summary.failed) == (1, 0, 1)
+        message = f"{inputs[1]}: its output {out / 'img_1.png'} is {inputs[0]}'s in this batch"
+        assert message in summary.errors[0]
+        with Image.open(out / "IMG_1.png") as kept:  # the first input's result, not replaced by the second's
+            assert np.array_equal(np.asarray(kept.convert("RGB")), expected)
+
+
 def test_an_input_reached_by_another_name_is_not_overwritten(enhancer, tmp_path):
     Image.fromarray(_photo()).save(tmp_path / "a.png")
     (tmp_path / "out").mkdir()
@@ -565,6 +654,19 @@ def test_an_input_reached_by_another_name_is_not_overwritten(enhancer, tmp_path)
     summary = enhance_files([tmp_path / "a.png"], tmp_path / "out", enhancer, overwrite=True, progress=False)
     assert summary.failed == 1 and "would overwrite an input" in summary.errors[0]
     assert _digest(tmp_path) == before
+
+
+def test_a_gray_profile_is_kept_on_gray_outputs_but_not_on_webp_which_stores_them_as_rgb():
+    gray = np.full((8, 8, 3), 60, np.uint8)
+    for fmt, kept in (("PNG", True), ("TIFF", True), ("JPEG", True), ("WEBP", False)):
+        photo = Photo(gray, grayscale=True, icc_profile=b"a gray profile", format="PNG")
+        image, options = encode(photo, gray, fmt)
+        assert image.mode == "L" and ("icc_profile" in options) == kept, fmt
+        assert photo.notes == ([] if kept else ["GRAY ICC profile dropped (WebP stores gray pixels as RGB)"])
+    buffer = io.BytesIO()
+    image.save(buffer, format="WEBP", **options)
+    with Image.open(buffer) as written:  # Pillow writes it as RGB
+        assert written.mode == "RGB" and "icc_profile" not in written.info
 
 
 def test_cmyk_with_an_unusable_profile_exif_of_the_wrong_type_and_float_tiffs_are_read(tmp_path):

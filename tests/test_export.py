@@ -1,6 +1,7 @@
 """Deployment: the converter-friendly rewrite, ONNX, TFLite float32/int8, TFLite Micro and the sketch."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -562,6 +563,26 @@ def test_writers_write_outputs_whose_names_are_long_but_legal(tmp_path):
             tmp.write_bytes(b"picture")
         assert (tmp_path / name).read_bytes() == b"picture"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x" * 251 + ".png", "é" * 123 + ".png"])
+
+
+def test_writers_put_the_output_on_disk_before_renaming_it(tmp_path, monkeypatch):
+    from mirnet.files import atomic_output
+
+    events, fsync, replace = [], os.fsync, os.replace
+
+    def synced(fd):
+        events.append(("fsync", os.fstat(fd).st_size))
+        fsync(fd)
+
+    def renamed(source, target):
+        events.append(("replace", Path(target).name))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(os, "replace", renamed)
+    with atomic_output(tmp_path / "m.onnx") as tmp:
+        tmp.write_bytes(b"model")
+    assert events == [("fsync", 5), ("replace", "m.onnx")]
 
 
 def test_writers_name_their_output_when_the_folder_or_disk_refuses(tmp_path, monkeypatch):

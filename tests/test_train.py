@@ -143,6 +143,49 @@ def test_weights_record_which_pairs_they_never_saw(data, tmp_path):
     assert trained_on_held_out(old, data, 3, 0) is None
 
 
+def test_init_from_weights_that_saw_the_validation_pairs_is_refused_and_recorded(data, tmp_path, capsys):
+    """A run validates on pairs its starting weights never trained on, as their records (and their own
+    starts') tell, whether they come as a .safetensors file or a run's last.pt; its weights record the
+    start, so a later comparison sees what the start saw."""
+    train(_config(data, tmp_path / "full", epochs=1, split="full"))
+    for start in ("full/best.safetensors", "full/last.pt"):
+        refused = r"may have trained on the pairs this run validates on \(it trained on every pair .*--split full"
+        with pytest.raises(ValueError, match=refused):
+            train(_config(data, tmp_path / "refused", epochs=1, init=str(tmp_path / start)))
+    full = str(tmp_path / "full" / "best.safetensors")
+    train(_config(data, tmp_path / "full2", epochs=1, split="full", init=full))  # no validation: allowed
+
+    train(_config(data, tmp_path / "seeds", epochs=1))
+    seeds = tmp_path / "seeds" / "best.safetensors"
+    train(_config(data, tmp_path / "stage2", epochs=1, init=str(seeds)))  # the same held-out pairs: allowed
+    with pytest.raises(ValueError, match="held out 2 pairs with seed 0, not all of these 3"):
+        train(_config(data, tmp_path / "more", epochs=1, init=str(seeds), val_pairs=3))
+    other = make_pairs(tmp_path / "other", count=8, size=(24, 32), seed=1)
+    with pytest.raises(ValueError, match="it trained on the pairs of .* that its split did not hold out"):
+        train(_config(other, tmp_path / "elsewhere", epochs=1, init=str(seeds), val_data=str(data)))
+
+    # Trained on other pairs from weights that trained on every pair of data: scoring it on data's
+    # held-out pairs is refused for its start's sake, and by the CLI in one line.
+    train(_config(other, tmp_path / "fine-tuned", epochs=1, init=full))
+    record = read_metadata(tmp_path / "fine-tuned" / "best.safetensors")["training"]
+    assert record["init"]["split"] == "full"
+    reason = trained_on_held_out(record, data, 2, 0)
+    assert reason.startswith("the weights it started from (--init): it trained on every pair")
+    assert trained_on_held_out(record, other, 2, 0) is None
+    fine_tuned = str(tmp_path / "fine-tuned" / "best.safetensors")
+    assert _cli_train(data, tmp_path / "cli", "--init", fine_tuned) == 2
+    err = capsys.readouterr().err
+    assert "fine-tuned/best.safetensors: may have trained on the pairs" in err and len(err.splitlines()) == 1
+
+
+def test_validation_data_that_are_the_training_data_are_refused(data, tmp_path, capsys):
+    shutil.copytree(data, tmp_path / "copy")  # the same pairs under another path
+    for folder in (data, tmp_path / "copy"):
+        assert _cli_train(data, tmp_path / "run", "--val-data", str(folder), "--max-steps", "1") == 2
+        err = capsys.readouterr().err
+        assert f"{folder}: the same pairs as --data" in err and len(err.splitlines()) == 1
+
+
 def test_init_unties_shared_weights_when_the_run_does_not_share(data, tmp_path):
     train(_config(data, tmp_path / "shared", epochs=1))
     start = tmp_path / "shared" / "best.safetensors"
@@ -290,6 +333,25 @@ def test_train_time_ends_the_run_and_anneals_the_cosine_over_it(data, tmp_path, 
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
 
 
+def test_a_time_that_runs_out_during_validation_ends_the_run_there(data, tmp_path, monkeypatch):
+    """Validation counts toward --train-time: at 1 s per step and 2 s per validation, 10 s end with the
+    second epoch's validation (6 steps), not one step later with a second validation of that step."""
+    import mirnet.train
+
+    clock = _FakeClock(monkeypatch)
+    validate = mirnet.train.validate
+
+    def slow_validate(*args, **kwargs):
+        clock.now += 2.0
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(mirnet.train, "validate", slow_validate)
+    result = train(_config(data, tmp_path / "run", train_time=10.0, epochs=1, schedule="cosine"))
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in rows] == [(1, 3), (2, 6)]
+    assert result["last_step"] == 6
+
+
 def test_a_timed_run_records_its_last_partial_epoch_once(data, tmp_path, monkeypatch):
     """Stopped by --max-steps at the step where its time runs out, the run has no last row yet: the
     resume records it. Killed after that row was written but before its checkpoint (here: the checkpoint
@@ -347,7 +409,7 @@ def test_a_cosine_run_of_epochs_keeps_its_epochs_on_resume(data, tmp_path, capsy
 
 
 def test_train_time_is_given_as_a_duration_and_not_with_epochs(data, tmp_path, capsys):
-    from mirnet.cli import build_parser, main
+    from mirnet.cli import build_parser
 
     parse = lambda text: build_parser().parse_args(["train", "--out", "x", "--train-time", text]).train_time  # noqa: E731
     assert [parse(t) for t in ("2h", "90m", "1.5H", "5400", "30s")] == [7200, 5400, 5400, 5400, 30]

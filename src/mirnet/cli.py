@@ -550,12 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of batches whose pairs are each blended with a random pair of the batch, "
                         "one Beta(1.2, 1.2) weight (default 0: off; 0.5 as BasicSR; needs a batch of 2+)")
     p.add_argument("--epochs", type=int, help="default 50")
-    p.add_argument("--steps-per-epoch", type=int, help="default: training pairs / batch size")
+    p.add_argument("--steps-per-epoch", type=int, help="default: training pairs / (batch size x processes)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (resumable)")
     p.add_argument("--time-budget", type=_duration, help="stop after this long in this invocation (e.g. 600, 10m; resumable)")
     p.add_argument("--train-time", type=_duration,
                    help="train for this long in all (e.g. 2h, 90m, 5400; validation included, across resumes) "
-                        "instead of --epochs: the cosine schedule anneals over it, epochs set only how often "
+                        "instead of --epochs: --schedule cosine anneals over it, epochs set only how often "
                         "the run validates")  # fmt: skip
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
     p.add_argument("--schedule", choices=["plateau", "cosine"], help="default plateau (on validation PSNR)")

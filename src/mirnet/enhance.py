@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .data import GREY_TAIL_ROWS, eight_bit, grey_tail, jpeg_damage
-from .errors import out_of_memory
+from .errors import first_line, out_of_memory
 from .files import atomic_output
 from .model import GlobalPool, MIRNet
 from .runtime import Runtime, select_runtime
@@ -174,11 +174,11 @@ def _descriptive_tiff_tags(image: Image.Image) -> Image.Exif:
 def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
     """Open and fully decode an image file; ImageError (one line naming the file) on any problem."""
     path = Path(path)
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder")
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
     try:
+        if path.is_dir():
+            raise ImageError(f"{path}: is a folder")
+        if not path.exists():
+            raise ImageError(f"{path}: no such file")
         status = path.stat()
         if not stat.S_ISREG(status.st_mode):  # a pipe or a device such as /dev/zero would never end
             raise ImageError(f"{path}: not a regular file (a device, pipe or socket)")
@@ -202,13 +202,18 @@ def read_photo(path: str | Path, max_pixels: int | None = PIL_LIMIT) -> Photo:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{path}: more pixels than the {max_pixels:,}-pixel limit that guards against "
-                         "decompression bombs (mirnet enhance raises it with --max-pixels)") from None  # fmt: skip
+                         "decompression bombs (raised by --max-pixels, or enhance()'s max_pixels)") from None  # fmt: skip
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         raise ImageError(f"{path}: corrupt or truncated image ({error})") from None
+    except MemoryError:
+        raise ImageError(f"{path}: not enough memory to decode this image") from None
+    except Exception as error:  # Pillow's plugins raise what they will (a 16-bit PSD: KeyError)
+        problem = f"{type(error).__name__}: {first_line(error)}"
+        raise ImageError(f"{path}: cannot read this image ({problem})") from None
 
 
 def _grey_tail(image: Image.Image) -> int:
@@ -229,7 +234,10 @@ def encode(photo: Photo, rgb: np.ndarray, fmt: str) -> tuple[Image.Image, dict]:
     if photo.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
         image.putalpha(Image.fromarray(photo.alpha, "L"))
     options: dict = {}
-    if photo.icc_profile:
+    if photo.icc_profile and photo.grayscale and fmt == "WEBP":
+        # WebP has no gray mode: Pillow stores gray pixels as RGB, which a gray profile does not describe.
+        photo.notes.append("GRAY ICC profile dropped (WebP stores gray pixels as RGB)")
+    elif photo.icc_profile:
         options["icc_profile"] = photo.icc_profile
     if photo.alpha is not None and fmt not in ("PNG", "WEBP", "TIFF"):
         photo.notes.append(f"transparency dropped ({fmt} has none)")
@@ -450,10 +458,13 @@ def _cached_enhancer(model: str | None, device: str, self_ensemble: bool) -> Enh
 
 
 def enhance(image, model: Enhancer | MIRNet | str | Path | None = None, tile: int | str | None = "auto",
-            overlap: int = DEFAULT_OVERLAP, device: str = "auto", self_ensemble: bool = False):  # fmt: skip
-    """Enhance one image: a path or PIL image (returns a PIL image) or an HxWx3 / HxW NumPy array
-    (returns an array of the same shape and dtype; floats are taken in [0, 1]). Weights load once.
-    self_ensemble: average the model's 8 flipped/rotated views (slightly better, 8 times slower)."""
+            overlap: int = DEFAULT_OVERLAP, device: str = "auto", self_ensemble: bool = False,
+            max_pixels: int | None = PIL_LIMIT):  # fmt: skip
+    """Enhance one image: a path or PIL image (returns a PIL image, with the input's ICC profile and
+    EXIF in its info) or an HxWx3 / HxW NumPy array (returns an array of the same shape and dtype;
+    floats are taken in [0, 1]). Weights load once. self_ensemble: average the model's 8
+    flipped/rotated views (slightly better, 8 times slower). max_pixels: the largest file read from a
+    path (Pillow's decompression-bomb guard; None: no limit)."""
     (model.check_tiling if isinstance(model, Enhancer) else check_tiling)(tile, overlap)
     if isinstance(model, Enhancer):  # loaded once by the caller, with its own device and precision
         enhancer = model
@@ -462,7 +473,7 @@ def enhance(image, model: Enhancer | MIRNet | str | Path | None = None, tile: in
     else:
         enhancer = _cached_enhancer(None if model is None else str(model), device, self_ensemble)
     if isinstance(image, (str, Path)):
-        photo = read_photo(image)
+        photo = read_photo(image, max_pixels)
     elif isinstance(image, Image.Image):
         photo = decode(image)
     elif isinstance(image, np.ndarray):
@@ -473,6 +484,8 @@ def enhance(image, model: Enhancer | MIRNet | str | Path | None = None, tile: in
     result, _ = encode(photo, rgb, "PNG")
     if photo.icc_profile:
         result.info["icc_profile"] = photo.icc_profile
+    if photo.exif:  # without the orientation tag: the pixels are already upright
+        result.info["exif"] = photo.exif
     return result
 
 
@@ -518,7 +531,7 @@ def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False,
     for item in inputs:
         text = str(item)
         paths = [Path(text)]
-        globbed = not paths[0].exists() and any(c in text for c in "*?[")
+        globbed = _exists(paths[0]) is False and any(c in text for c in "*?[")
         if globbed:
             paths = [Path(match) for match in sorted(glob.glob(text, recursive=recursive))]
             # `photos/*` run again also matches its own output folder, and what is in it.
@@ -526,8 +539,8 @@ def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False,
             if not paths:
                 yield Path(text), None, f"{text}: no file matches this pattern"
         for path in paths:
-            if not path.is_dir():
-                yield path, None, None  # a file, or a missing path that read_photo reports
+            if not _is_dir(path):
+                yield path, None, None  # a file, or a missing or unreadable path that read_photo reports
                 continue
             pattern = "**/*" if recursive else "*"
             # Outputs written inside the folder searched (`enhance . -o enhanced`) are not inputs next time.
@@ -539,6 +552,23 @@ def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False,
                 yield path, None, f"{path}: no images in this folder" + ("" if recursive else " (try --recursive)")
             for file in found:
                 yield file, path, None
+
+
+# A path under a folder the user may not search raises PermissionError where a missing one gives
+# False: such a path is taken as a file, for read_photo to report in one line as the batch goes on.
+def _exists(path: Path) -> bool | None:
+    """path.exists(), or None when that cannot be told."""
+    try:
+        return path.exists()
+    except OSError:
+        return None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def output_path(file: Path, folder: Path | None, outdir: Path, suffix: str, fmt: str) -> Path:
@@ -586,14 +616,26 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
     # Each file once, however often it was named (a file inside a folder also given, the same file twice).
     jobs, seen = [], set()
     for job in collect_inputs(inputs, recursive, exclude=outdir.resolve()):
-        key = job[0].resolve() if job[2] is None and job[0].exists() else job
+        key = job[0].resolve() if job[2] is None and _exists(job[0]) else job
         if key not in seen:
             seen.add(key)
             jobs.append(job)
-    originals = {p.resolve() for p, _, error in jobs if error is None and p.exists()}
+    originals = {p.resolve() for p, _, error in jobs if error is None and _exists(p)}
     # Also by file identity: on a case-insensitive file system IMG.JPG and IMG.jpg are one file.
     original_ids = {_file_id(p) for p in originals}
     claimed: dict[Path, Path] = {}  # output -> the input that wrote it in this batch
+    # The same outputs by file: on a case-insensitive disk (macOS, Windows) IMG_1.jpg and img_1.jpg are
+    # one file under two names that resolve() keeps apart.
+    claimed_ids: dict[tuple[int, int], Path] = {}
+
+    def claim(target: Path, file: Path) -> None:
+        claimed[target.resolve()] = file
+        claimed_ids[_file_id(target)] = file
+
+    def claimant(target: Path) -> Path | None:
+        if target.resolve() in claimed:
+            return claimed[target.resolve()]
+        return claimed_ids.get(_file_id(target)) if target.exists() else None
     enhancer: Enhancer | None = None
     bar = None
     if progress:
@@ -626,7 +668,7 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
             if target.resolve() in originals or (target.exists() and _file_id(target) in original_ids):
                 fail(f"{target}: would overwrite an input; choose another -o or a --suffix")
                 continue
-            other = claimed.get(target.resolve())
+            other = claimant(target)
             if other is not None:
                 fail(f"{file}: its output {target} is {other}'s in this batch; "
                      "use separate -o folders or a --suffix")  # fmt: skip
@@ -636,7 +678,7 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
                      f"(at most {WEBP_MAX_SIDE} pixels a side); use --format png")  # fmt: skip
                 continue
             if target.exists() and not overwrite:
-                claimed[target.resolve()] = file
+                claim(target, file)
                 summary.skipped += 1
                 say(f"skipped: {target} exists (--overwrite replaces it)")
                 continue
@@ -659,7 +701,7 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
                                  "a smaller --tile needs less") from None  # fmt: skip
             image, options = encode(photo, rgb, out_format)
             write_image(image, target, out_format, options)
-            claimed[target.resolve()] = file  # a failed output leaves its name to the next input that wants it
+            claim(target, file)  # a failed output leaves its name to the next input that wants it
             if photo.notes:
                 say(f"note: {file}: {'; '.join(photo.notes)}")
             summary.done += 1

@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .config import MIRNetConfig, preset
+from .config import preset
 from .data import (CropSampler, DataError, Pair, cut_short, data_id, load_pairs, smaller_than, split_by_scene,
                    to_tensor, to_uint8)
 from .errors import first_line
@@ -41,7 +41,8 @@ from .files import atomic_output, output_folder
 from .metrics import psnr, ssim, ssim_map
 from .model import MIRNet, count_parameters, untie_weights
 from .runtime import Runtime, select_runtime
-from .weights import WeightsError, latest_weights, read_torch_checkpoint, save_weights  # latest_weights: for scripts
+# latest_weights is imported from here by scripts.
+from .weights import WeightsError, latest_weights, read_metadata, read_torch_checkpoint, save_weights  # noqa: F401
 
 
 @dataclass
@@ -63,12 +64,12 @@ class TrainConfig:
     exposure_jitter: float = 1.0  # multiply each low crop by a gain in [1/S, S], log-uniform (1: off)
     mixup: float = 0.0  # share of batches whose pairs are blended with pairs of the batch (0: off)
     epochs: int | None = 50  # None with train_time, which sets the run's length instead
-    steps_per_epoch: int | None = None  # default: training pairs // batch size
+    steps_per_epoch: int | None = None  # default: training pairs // (batch size x processes)
     max_steps: int | None = None  # stop (resumably) after this many optimizer steps in all
     # The run's length in seconds of training (from its first step, each epoch's validation included,
-    # across resumes) instead of epochs: it ends when they are spent, a cosine schedule anneals over
-    # them, and epochs only set how often it validates. The same recipe then fits one budget on CPUs
-    # that differ 2-3x in speed (README, Training).
+    # across resumes) instead of epochs: it ends when they are spent, the cosine schedule (if chosen)
+    # anneals over them, and epochs only set how often it validates. The same recipe then fits one
+    # budget on CPUs that differ 2-3x in speed (README, Training).
     train_time: float | None = None
     time_budget: float | None = None  # stop (resumably) after this many seconds of this invocation
     lr: float = 1e-4
@@ -386,6 +387,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if not resume:  # on every process, so that all stop alike (exist_ok: they may race)
         output_folder(run.folder)  # before the data is read and the model built
     runtime = select_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    if runtime.precision == "fp16":  # bf16 keeps fp32's range; fp16 would need a GradScaler
+        raise ValueError("--precision fp16: its gradients would underflow without loss scaling, which mirnet "
+                         "train does not do; use bf16 (GPUs since Ampere) or fp32")  # fmt: skip
     if runtime.device.type == "cuda" and world > 1:
         runtime = dataclasses.replace(runtime, device=torch.device("cuda", torch.cuda.current_device()))
     train_pairs, val_pairs = datasets(cfg)
@@ -393,11 +397,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         print(f"note: {note}", file=sys.stderr)
     fingerprint = data_id(cfg.data)
     val_fingerprint = data_id(cfg.val_data) if cfg.val_data else None
+    if not resume and val_fingerprint == fingerprint:  # the same pairs by another path: they all train
+        raise DataError(f"{cfg.val_data}: the same pairs as --data {cfg.data}, which all train; validate "
+                        "on other pairs, or leave out --val-data to hold out some (--split seeds)")  # fmt: skip
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = MIRNet(preset(cfg.preset, **cfg.model_overrides))
+    init_record: dict = {}  # how the weights it started from were trained, kept in its own weights' record
     if cfg.init and not resume:
         model.load_state_dict(_initial_weights(cfg).state_dict())
+        init_record = training_record(cfg.init)
+        _check_init_never_saw(cfg, init_record)
     model = runtime.prepare(model)
     sampler = CropSampler(train_pairs, cfg.crop, cfg.batch_size, cfg.augment, seed=cfg.seed + 1_000_003 * rank,
                           exposure_jitter=cfg.exposure_jitter, mixup=cfg.mixup)  # fmt: skip
@@ -439,13 +449,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             raise ValueError(f"{run.last}: cannot resume from this checkpoint ({type(error).__name__}: "
                              f"{first_line(error)})") from None  # fmt: skip
         clock.agreed = clock.before
+        init_record = record.get("init_training") or {}
         if rank == 0:
             _record_resume(record, run, cfg, step, runtime)
     elif rank == 0:
         record = {"train": dataclasses.asdict(cfg), "model": model.config.to_dict(),
                   "parameters": count_parameters(model), "runtime": runtime.describe(), "world_size": world,
                   "train_pairs": [p.stem for p in train_pairs], "val_pairs": [p.stem for p in val_pairs],
-                  "data_id": fingerprint, "val_data_id": val_fingerprint, "paths": _resolved_paths(cfg)}  # fmt: skip
+                  "data_id": fingerprint, "val_data_id": val_fingerprint, "paths": _resolved_paths(cfg),
+                  "init_training": init_record}  # fmt: skip
         with atomic_output(run.config) as tmp:
             tmp.write_text(json.dumps(record, indent=2))
 
@@ -532,13 +544,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             # A row of this step already there was written by a run killed before its checkpoint.
             history[:] = [r for r in history if r["step"] != step] + [row]
             if improved or (not val_pairs):
-                save_weights(evaluated, run.best, metadata=_weights_metadata(cfg, row, runtime, fingerprint))
+                metadata = _weights_metadata(cfg, row, runtime, fingerprint, init_record)
+                save_weights(evaluated, run.best, metadata=metadata)
             run.write_history(history)
             plot_history(history, run.folder, describe_loss(cfg.loss, cfg.ssim_weight))
             if progress is not None:
                 progress.write(_format_row(row))
         # Emptied before the checkpoint: a run resumed from it starts the next epoch's mean afresh.
         epoch_losses, epoch_steps = [], 0
+        if cfg.train_time:  # the validation counts: a time that ran out during it ends the run here
+            clock.agree(world)
         checkpoint()
         last_checkpoint = epoch_started = time.time()
 
@@ -685,17 +700,44 @@ def _agree(flag: bool, world: int) -> bool:
     return bool(tensor.item())
 
 
-def _weights_metadata(cfg: TrainConfig, row: dict, runtime: Runtime, fingerprint: str) -> dict:
+def _weights_metadata(cfg: TrainConfig, row: dict, runtime: Runtime, fingerprint: str, init: dict) -> dict:
     # The split is recorded in full so that a comparison can tell which pairs the weights never saw,
-    # and the data's fingerprint (data_id) with it: the path was typed relative to somewhere.
+    # and the data's fingerprint (data_id) with it: the path was typed relative to somewhere. So is the
+    # record of the weights the run started from, which saw pairs of their own.
     return {"training": {**cfg.held_out, "data_id": fingerprint, "preset": cfg.preset, "epoch": row["epoch"],
-            "step": row["step"], "val_psnr": row["val_psnr"], "time_s": row["time"], **runtime.describe()}}  # fmt: skip
+            "step": row["step"], "val_psnr": row["val_psnr"], "time_s": row["time"], **runtime.describe(),
+            **({"init": init} if init else {})}}  # fmt: skip
 
 
-def trained_on_held_out(training: dict, data: str | Path, val_pairs: int, split_seed: int) -> str | None:
+def _check_init_never_saw(cfg: TrainConfig, init_record: dict) -> None:
+    """Refuse a start from weights that may have trained on the pairs this run validates on: its
+    validation would pick epochs, and report scores, on pairs the model has seen."""
+    if cfg.val_data:
+        reason = trained_on_held_out(init_record, cfg.val_data, None)
+    elif cfg.split == "seeds":
+        reason = trained_on_held_out(init_record, cfg.data, cfg.val_pairs, cfg.held_out["split_seed"])
+    else:
+        return  # no validation pairs
+    if reason:
+        raise ValueError(f"{cfg.init}: may have trained on the pairs this run validates on ({reason}); "
+                         "start from weights that held them out, or validate on other pairs (--val-data)")
+
+
+def trained_on_held_out(training: dict, data: str | Path, val_pairs: int | None,
+                        split_seed: int = 0) -> str | None:  # fmt: skip
     """Why a model whose training record is `training` may have trained on some of the pairs that the
-    seeds split of `data` holds out with (val_pairs, split_seed), or None if it cannot have (as far as
-    its record tells: records from before 2026-12-01 do not say how many pairs their split held out)."""
+    seeds split of `data` holds out with (val_pairs, split_seed), or on any pair of `data` when
+    val_pairs is None (a --val-data folder, scored whole); None if it cannot have (as far as its record
+    tells: records from before 2026-12-01 do not say how many pairs their split held out, nor records
+    from before 2026-12-05 which weights a run started from)."""
+    reason = _trained_on(training, data, val_pairs, split_seed)
+    if reason is None and training.get("init"):  # fine-tuned weights hold what their start learned
+        inner = trained_on_held_out(training["init"], data, val_pairs, split_seed)
+        reason = inner and f"the weights it started from (--init): {inner}"
+    return reason
+
+
+def _trained_on(training: dict, data: str | Path, val_pairs: int | None, split_seed: int) -> str | None:
     if not training.get("data"):
         return None
     if Path(training["data"]).resolve() != Path(data).resolve():
@@ -710,12 +752,30 @@ def trained_on_held_out(training: dict, data: str | Path, val_pairs: int, split_
         return f"it trained on every pair of {training['data']} (validating on {training['val_data']})"
     if training.get("split") == "full":
         return f"it trained on every pair of {training['data']} (--split full)"
+    if val_pairs is None:
+        return f"it trained on the pairs of {training['data']} that its split did not hold out"
     held, seed = training.get("val_pairs"), training.get("split_seed")
     if held is not None and seed is not None and (held < val_pairs or seed != split_seed):
         # The split holds out whole scenes in an order fixed by its seed: more pairs of the same
         # order include these, fewer or another order do not.
         return f"its split held out {held} pairs with seed {seed}, not all of these {val_pairs} with seed {split_seed}"
     return None
+
+
+def training_record(name_or_path: str | Path) -> dict:
+    """How a model was trained, as its weights file or its run's config.json records it (for
+    trained_on_held_out); {} where nothing is recorded (official checkpoints)."""
+    from .zoo import model_file
+
+    path = model_file(str(name_or_path))
+    if path.suffix.lower() == ".pt" and (path.parent / "config.json").is_file():
+        config = path.parent / "config.json"
+        record = json.loads(config.read_text())
+        return {**TrainConfig.load(config).held_out, "data_id": record.get("data_id"),
+                "init": record.get("init_training") or {}}  # fmt: skip
+    if path.suffix.lower() == ".safetensors":
+        return read_metadata(path).get("training", {})
+    return {}
 
 
 def _format_row(row: dict) -> str:
@@ -730,4 +790,4 @@ def _format_row(row: dict) -> str:
 
 
 __all__ = ["DataError", "TrainConfig", "charbonnier", "datasets", "describe_loss", "plot_history", "psnr_loss", "ssim_loss",
-           "train", "train_step", "trained_on_held_out", "validate"]  # fmt: skip
+           "train", "train_step", "trained_on_held_out", "training_record", "validate"]  # fmt: skip
