@@ -408,10 +408,14 @@ def test_the_onnx_cache_replaces_a_damaged_file_and_is_keyed_by_the_exporter(tmp
     x = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (enhancer.enhance_tensor(x) - model(x).clamp(0, 1)).abs().max() < 1e-4
-    # Another exporter (here: its code read as other bytes) names another file, not the old one.
+    # Another exporter or model code (here: read as other bytes) names another file, not the old one.
     real = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda p: real(p) + b"#" if p == Path(mirnet.export.__file__) else real(p))
-    assert onnx_cache_path(model) != cached
+    for module in (mirnet.export, sys.modules["mirnet.model"]):
+        with monkeypatch.context() as patch:
+            changed = Path(module.__file__)
+            patch.setattr(Path, "read_bytes", lambda p, changed=changed: real(p) + b"#" if p == changed else real(p))
+            assert onnx_cache_path(model) != cached
+    assert onnx_cache_path(model) == cached
 
 
 def test_micro_resolver_methods_are_tflite_micros_names():
@@ -491,6 +495,8 @@ def test_export_refuses_what_it_would_ignore_or_could_not_write_before_convertin
     (tmp_path / "file.txt").write_text("mine")
     (tmp_path / "old" / "mirnet_micro").mkdir(parents=True)
     (tmp_path / "old" / "mirnet_micro" / "mirnet_micro.ino").write_text("// edited by hand")
+    (tmp_path / "tiles" / "mirnet_micro").mkdir(parents=True)  # any file of the export, not only the .ino
+    (tmp_path / "tiles" / "mirnet_micro" / "mirnet_tiles.h").write_text("// edited by hand")
     w = ["--weights", str(weights)]
     for args, message in (
         (["onnx", *w, "--int8", "-o", str(tmp_path / "m.onnx")], "--int8: not an option of the onnx export"),
@@ -507,13 +513,15 @@ def test_export_refuses_what_it_would_ignore_or_could_not_write_before_convertin
         (["onnx", *w, "-o", str(tmp_path / "file.txt")], "file.txt: exists; --overwrite replaces it"),
         (["micro", *w, "-o", str(tmp_path / "file.txt")], "file.txt: is a file; the micro export writes a folder"),
         (["micro", *w, "-o", str(tmp_path / "old")], "mirnet_micro.ino: exists (an earlier export, perhaps edited)"),
+        (["micro", *w, "-o", str(tmp_path / "tiles")], "mirnet_tiles.h: exists (an earlier export, perhaps edited)"),
     ):  # fmt: skip
         assert main(["export", *args]) == 2, args
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert (tmp_path / "file.txt").read_text() == "mine"
     assert (tmp_path / "old" / "mirnet_micro" / "mirnet_micro.ino").read_text() == "// edited by hand"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder", "old", "w.safetensors"]
+    assert (tmp_path / "tiles" / "mirnet_micro" / "mirnet_tiles.h").read_text() == "// edited by hand"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "folder", "old", "tiles", "w.safetensors"]
 
 
 def test_writers_refuse_to_overwrite_a_model_given_by_name(tmp_path, monkeypatch, capsys):

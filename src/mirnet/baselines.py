@@ -40,25 +40,32 @@ def gamma_correction(image: np.ndarray, gamma: float = 2.2) -> np.ndarray:
 def lime(
     image: np.ndarray, alpha: float = 0.15, sigma: float = 2.0, gamma: float = 0.8, eps: float = 1e-3
 ) -> np.ndarray:
-    """LIME (Guo, Li and Ling, TIP 2017): refine the max-RGB illumination map, then divide it out.
+    """LIME (Guo, Li and Ling, TIP 2017): refine the max-RGB illumination map, then divide it out:
+    image / T**gamma, T from lime_illumination. The paper's optional BM3D denoising is not applied."""
+    light = image.astype(np.float64) / 255.0
+    t = np.clip(lime_illumination(light.max(axis=2), alpha, sigma, eps), eps, 1.0) ** gamma
+    return np.clip(light / t[..., None] * 255.0, 0, 255).round().astype(np.uint8)
 
-    The map T minimises ||T - T_hat||^2 + alpha * sum_d W_d (d T)^2 over horizontal and vertical
-    differences d, with the paper's third weighting strategy (Gaussian-smoothed gradients,
-    W_d = G * 1 / (|G * d T_hat| + eps)); the minimiser solves a sparse linear system (solved exactly
-    here). The output is image / T**gamma. The paper's optional BM3D denoising step is not applied.
-    """
+
+def lime_illumination(t_hat: np.ndarray, alpha: float = 0.15, sigma: float = 2.0, eps: float = 1e-3) -> np.ndarray:
+    """LIME's refined illumination map: the T that minimises, over horizontal and vertical forward
+    differences d (none across the right and bottom borders),
+
+        ||T - T_hat||^2 + alpha * sum_d W_d * (d T)^2 / (|d T_hat| + eps),
+
+    the paper's eq. 19 (its l1 smoothness term made quadratic by reweighting with the initial map's
+    gradients), with its third weighting strategy W_d = 1 / (|G_sigma * d T_hat| + eps) (the Gaussian
+    window's weights sum to 1). The minimiser solves a sparse linear system, solved exactly here."""
     import cv2
     import scipy.sparse as sp
     from scipy.sparse.linalg import spsolve
 
-    light = image.astype(np.float64) / 255.0
-    t_hat = light.max(axis=2)
     h, w = t_hat.shape
     ksize = int(2 * round(3 * sigma) + 1)
 
     def weight(gradient: np.ndarray) -> np.ndarray:
         smoothed = cv2.GaussianBlur(gradient, (ksize, ksize), sigma)
-        return cv2.GaussianBlur(1.0 / (np.abs(smoothed) + eps), (ksize, ksize), sigma)
+        return 1.0 / ((np.abs(smoothed) + eps) * (np.abs(gradient) + eps))
 
     dx = np.diff(t_hat, axis=1, append=t_hat[:, -1:])  # forward differences, zero at the border
     dy = np.diff(t_hat, axis=0, append=t_hat[-1:, :])
@@ -76,9 +83,7 @@ def lime(
     system = sp.identity(n, format="csr") + alpha * (
         ex.T @ sp.diags(wx.ravel()) @ ex + ey.T @ sp.diags(wy.ravel()) @ ey
     )
-    t = spsolve(system.tocsc(), t_hat.ravel()).reshape(h, w)
-    t = np.clip(t, eps, 1.0) ** gamma
-    return np.clip(light / t[..., None] * 255.0, 0, 255).round().astype(np.uint8)
+    return spsolve(system.tocsc(), t_hat.ravel()).reshape(h, w)
 
 
 def multiscale_retinex(image: np.ndarray, sigmas: tuple[float, ...] = (15, 80, 250)) -> np.ndarray:

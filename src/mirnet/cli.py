@@ -341,7 +341,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.calibration_count is not None and args.calibration_count < 1:
         raise ValueError(f"--calibration-count must be at least 1, got {args.calibration_count}")
     count = 64 if args.calibration_count is None else args.calibration_count
-    _check_export_output(output, args.format, args.overwrite)  # before the conversion, which takes minutes
+    name = Path(str(source or "mirnet")).stem.replace("-", "_")  # of the micro export's files
+    _check_export_output(output, args.format, args.overwrite, name)  # before the conversion, which takes minutes
     height = 400 if args.height is None else args.height
     width = 600 if args.width is None else args.width
     tile = export.MICRO_TILE if args.tile is None else args.tile
@@ -368,8 +369,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         kind = "int8" if calibration is not None else "float32"
         print(f"wrote {output} ({output.stat().st_size:,} bytes): {kind}, input 1x{height}x{width}x3 NHWC")
         return 0
-    report = export.export_micro(model, output, calibration, tile=tile, overlap=overlap,
-                                 name=Path(str(source or "mirnet")).stem.replace("-", "_"))  # fmt: skip
+    report = export.export_micro(model, output, calibration, tile=tile, overlap=overlap, name=name)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -387,13 +387,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_export_output(output: Path, format: str, overwrite: bool) -> None:
+def _check_export_output(output: Path, format: str, overwrite: bool, name: str) -> None:
     """Refuse an output the export could not write, or would overwrite unasked, before any work."""
+    from .export import micro_files
+
     if format == "micro":  # a folder, created if need be
         if output.exists() and not output.is_dir():
             raise ValueError(f"{output}: is a file; the micro export writes a folder")
-        ours = [output / "micro.json", output / "mirnet_micro" / "mirnet_micro.ino"]
-        if not overwrite and (held := [str(p) for p in ours if p.exists()]):
+        if not overwrite and (held := [str(p) for p in micro_files(output, name) if p.exists()]):
             raise ValueError(f"{held[0]}: exists (an earlier export, perhaps edited); --overwrite replaces it")
         return
     if output.is_dir():

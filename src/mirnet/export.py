@@ -264,6 +264,14 @@ def check_micro_tiles(tile: int, overlap: int) -> None:
                           "per side of the QCIF frame; use larger tiles")  # fmt: skip
 
 
+def micro_files(folder: str | Path, name: str = "mirnet") -> list[Path]:
+    """The files export_micro writes into folder: the model, and the sketch in a folder named as its
+    .ino (as Arduino wants it), then micro.json last."""
+    folder, sketch = Path(folder), Path(folder) / "mirnet_micro"
+    return [folder / f"{name}_int8.tflite", sketch / "mirnet_model_data.h", sketch / "mirnet_micro.ino",
+            sketch / "mirnet_tiles.h", folder / "micro.json"]  # fmt: skip
+
+
 def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.ndarray], tile: int = MICRO_TILE,
                  overlap: int = MICRO_OVERLAP, name: str = "mirnet") -> dict:  # fmt: skip
     """Write an int8 model for TensorFlow Lite Micro and an Arduino sketch that runs it tile by tile on
@@ -300,9 +308,8 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
                                 f"({M4_MACS_PER_CYCLE[1]} pessimistic), convolution MACs only",
         "ram_bytes": {"arena": sketch_arena, "frame_rgb565": frame, "overlap_keep": keep},
     }  # fmt: skip
-    folder.mkdir(parents=True, exist_ok=True)
-    sketch = folder / "mirnet_micro"  # Arduino wants the sketch file named as its folder
-    sketch.mkdir(exist_ok=True)
+    paths = micro_files(folder, name)
+    paths[1].parent.mkdir(parents=True, exist_ok=True)
     resolver = "\n".join(f"  resolver.{_resolver_method(op)}();" for op in ops)
     values = {"@MODEL@": name, "@ARENA@": str(sketch_arena), "@TILE_H@": str(tile), "@TILE_W@": str(tile),
               "@OVERLAP@": str(overlap), "@KEEP@": f"{keep:,}", "@NUM_OPS@": str(len(ops)), "@RESOLVER@": resolver}  # fmt: skip
@@ -313,10 +320,9 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
             text = text.replace(key, value)
         return text
 
-    outputs = {folder / f"{name}_int8.tflite": flat, sketch / "mirnet_model_data.h": c_array(flat, "g_mirnet_model"),
-               sketch / "mirnet_micro.ino": render("mirnet_micro.ino"), sketch / "mirnet_tiles.h": render("mirnet_tiles.h"),
-               folder / "micro.json": json.dumps(report, indent=2) + "\n"}  # fmt: skip
-    for path, content in outputs.items():
+    contents = [flat, c_array(flat, "g_mirnet_model"), render("mirnet_micro.ino"), render("mirnet_tiles.h"),
+                json.dumps(report, indent=2) + "\n"]  # fmt: skip
+    for path, content in zip(paths, contents, strict=True):
         with atomic_output(path) as tmp:
             tmp.write_bytes(content) if isinstance(content, bytes) else tmp.write_text(content)
     return report

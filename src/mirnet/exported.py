@@ -98,12 +98,14 @@ def onnx_enhancer(model: str | Path | None = None, self_ensemble: bool = False) 
 
 def onnx_cache_path(net: MIRNet) -> Path:
     """Where onnx_enhancer keeps net's export: named by its weights and by what exports them (the
-    exporter's code and torch's version), so that a newer exporter does not reuse an older file."""
-    from . import export
+    exporter's and the model's code, torch's version), so that a newer mirnet does not reuse an older
+    file."""
+    from . import export, model
     from .zoo import models_folder
 
     digest = hashlib.sha256()
-    digest.update(Path(export.__file__).read_bytes())
+    for module in (export, model):
+        digest.update(Path(module.__file__).read_bytes())
     digest.update(torch.__version__.encode())
     for name, tensor in sorted(net.state_dict().items()):
         digest.update(name.encode())
