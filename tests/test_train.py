@@ -622,8 +622,10 @@ def test_torchrun_two_cpu_processes_train_for_a_time(data, tmp_path):
     assert result.returncode == 0, _worker_errors(result.stderr)
     rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
     state = torch.load(run / "last.pt", weights_only=True)
-    assert rows[-1]["step"] == state["step"] > 0 and rows[-1]["time"] >= 4.0
-    assert rows[-1]["lr"] == pytest.approx(1e-6)  # the cosine ran its course over the time
+    assert rows[-1]["step"] == state["step"] > 0 and state["elapsed"] >= 4.0
+    # The cosine ran its course over the time: at its floor, or near it where the time ran out during
+    # the last epoch's validation (which ends the run without another step).
+    assert 1e-6 <= rows[-1]["lr"] < 1e-6 + 0.1 * (1e-3 - 1e-6)  # the last fifth of the time
 
 
 @pytest.mark.parametrize(("recipe", "epochs", "steps_per_epoch", "train_time"),
