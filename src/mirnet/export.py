@@ -309,7 +309,7 @@ def export_micro(model: MIRNet, folder: str | Path, calibration: Iterable[np.nda
         "ram_bytes": {"arena": sketch_arena, "frame_rgb565": frame, "overlap_keep": keep},
     }  # fmt: skip
     paths = micro_files(folder, name)
-    paths[1].parent.mkdir(parents=True, exist_ok=True)
+    paths[1].parent.mkdir(parents=True, exist_ok=True)  # the sketch's folder, and the folder it is in
     resolver = "\n".join(f"  resolver.{_resolver_method(op)}();" for op in ops)
     values = {"@MODEL@": name, "@ARENA@": str(sketch_arena), "@TILE_H@": str(tile), "@TILE_W@": str(tile),
               "@OVERLAP@": str(overlap), "@KEEP@": f"{keep:,}", "@NUM_OPS@": str(len(ops)), "@RESOLVER@": resolver}  # fmt: skip
