@@ -853,6 +853,10 @@ def test_a_quoted_glob_of_folders_searches_them_and_hidden_folders_are_left_out(
         again = enhance_files([str(tmp_path / "shots1" / "*")], tmp_path / "shots1" / "enhanced", enhancer,
                               progress=False)  # fmt: skip
         assert again.failed == 0 and again.done + again.skipped == 1, again.errors
+    # A pattern inside the output folder names its files on purpose: they are enhanced again.
+    outputs = tmp_path / "shots1" / "enhanced"
+    twice = enhance_files([str(outputs / "*.png")], outputs, enhancer, suffix="_2", progress=False)
+    assert twice.done == 1 and twice.failed == 0 and (outputs / "x_2.png").exists(), twice.errors
 
 
 def test_what_an_output_cannot_hold_is_dropped_with_a_note(enhancer, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import glob
 import io
+import itertools
 import numbers
 import os
 import stat
@@ -534,8 +535,12 @@ def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False,
         globbed = _exists(paths[0]) is False and any(c in text for c in "*?[")
         if globbed:
             paths = [Path(match) for match in sorted(glob.glob(text, recursive=recursive))]
-            # `photos/*` run again also matches its own output folder, and what is in it.
-            paths = [p for p in paths if exclude is None or not p.resolve().is_relative_to(exclude)]
+            # `photos/*` run again also matches its own output folder, and what is in it; `out/*.png`
+            # names files inside the output folder on purpose (e.g. with another --suffix).
+            base = Path(*[part for part in itertools.takewhile(lambda s: not any(c in s for c in "*?["),
+                                                               Path(text).parts)])  # fmt: skip
+            if exclude is not None and not base.resolve().is_relative_to(exclude):
+                paths = [p for p in paths if not p.resolve().is_relative_to(exclude)]
             if not paths:
                 yield Path(text), None, f"{text}: no file matches this pattern"
         for path in paths:
