@@ -709,6 +709,9 @@ def test_webp_too_large_and_out_of_memory_are_one_line_and_the_batch_goes_on(enh
                             fmt="webp", progress=False)  # fmt: skip
     assert summary.done == 1 and summary.failed == 1
     assert "too large for WebP" in summary.errors[0] and str(tmp_path / "pano.png") in summary.errors[0]
+    Image.fromarray(np.zeros((1, 65536), np.uint8)).save(tmp_path / "line.png")  # one pixel past JPEG's sides
+    summary = enhance_files([tmp_path / "line.png"], tmp_path / "out", enhancer, fmt="jpg", progress=False)
+    assert summary.failed == 1 and "1 is too large for JPEG (at most 65535 pixels a side)" in summary.errors[0]
 
     class Exhausted(Enhancer):
         def __init__(self):  # no model: it only runs out of memory
@@ -847,6 +850,11 @@ def test_a_quoted_glob_of_folders_searches_them_and_hidden_folders_are_left_out(
     assert "is " in summary.errors[0] and "in this batch" in summary.errors[0]
     hidden = enhance_files([tmp_path / "shots1"], tmp_path / "out1", enhancer, recursive=True, progress=False)
     assert [p.name for p in hidden.outputs] == ["x.png"]  # .thumbnails/x.png is not an input
+    (tmp_path / "scans").mkdir()  # PostScript is not searched for: Ghostscript would run it
+    (tmp_path / "scans" / "page.eps").write_text("%!PS-Adobe-3.0 EPSF-3.0\n")
+    Image.fromarray(_photo()).save(tmp_path / "scans" / "a.png")
+    scans = enhance_files([tmp_path / "scans"], tmp_path / "out-scans", enhancer, progress=False)
+    assert [p.name for p in scans.outputs] == ["a.png"] and scans.failed == 0
     # `shots1/*` run twice: its own output folder, and a folder without images, are not inputs.
     (tmp_path / "shots1" / "raw").mkdir()
     for _ in range(2):

@@ -40,6 +40,7 @@ AUTO_TILE = 512
 CONTEXT_PIXELS = 1024 * 1024
 PIL_LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb guard (about 89.5 MP)
 WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
+JPEG_MAX_SIDE = 65535  # the JPEG format's (its frame header holds 16-bit sizes)
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 MIN_TILE = 16  # the API's floor (a 1-pixel tile would take a pass per pixel); the CLI asks for 64
 JPEG_MAX_EXIF = 65_533  # an APP1 segment's payload: the record with its "Exif\0\0" header, as Pillow checks it
@@ -518,7 +519,9 @@ def _enhance_array(enhancer: Enhancer, array: np.ndarray, tile, overlap) -> np.n
 
 
 def _image_suffixes() -> set[str]:
-    return {suffix for suffix, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    # Not PostScript: Pillow renders it with Ghostscript, a program that runs the file, not a photo.
+    readable = {fmt for fmt in Image.OPEN if fmt != "EPS"}
+    return {suffix for suffix, fmt in Image.registered_extensions().items() if fmt in readable}
 
 
 def collect_inputs(inputs: Iterable[str | Path], recursive: bool = False,
@@ -678,9 +681,10 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
                 fail(f"{file}: its output {target} is {other}'s in this batch; "
                      "use separate -o folders or a --suffix")  # fmt: skip
                 continue
-            if out_format == "WEBP" and max(photo.rgb.shape[:2]) > WEBP_MAX_SIDE:
-                fail(f"{file}: {photo.rgb.shape[1]}x{photo.rgb.shape[0]} is too large for WebP "
-                     f"(at most {WEBP_MAX_SIDE} pixels a side); use --format png")  # fmt: skip
+            limit = {"WEBP": ("WebP", WEBP_MAX_SIDE), "JPEG": ("JPEG", JPEG_MAX_SIDE)}.get(out_format)
+            if limit is not None and max(photo.rgb.shape[:2]) > limit[1]:  # said before the model runs
+                fail(f"{file}: {photo.rgb.shape[1]}x{photo.rgb.shape[0]} is too large for {limit[0]} "
+                     f"(at most {limit[1]} pixels a side); use --format png")  # fmt: skip
                 continue
             if target.exists() and not overwrite:
                 claim(target, file)
