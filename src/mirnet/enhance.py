@@ -631,19 +631,16 @@ def enhance_files(inputs: Iterable[str | Path], outdir: str | Path, model: Enhan
     originals = {p.resolve() for p, _, error in jobs if error is None and _exists(p)}
     # Also by file identity: on a case-insensitive file system IMG.JPG and IMG.jpg are one file.
     original_ids = {_file_id(p) for p in originals}
-    claimed: dict[Path, Path] = {}  # output -> the input that wrote it in this batch
-    # The same outputs by file: on a case-insensitive disk (macOS, Windows) IMG_1.jpg and img_1.jpg are
-    # one file under two names that resolve() keeps apart.
-    claimed_ids: dict[tuple[int, int], Path] = {}
+    # Output file -> the input that wrote (or kept) it in this batch. Keyed by file identity, not by
+    # resolved path: on a case-insensitive disk (macOS, Windows) IMG_1.jpg and img_1.jpg are one file
+    # under two names that resolve() keeps apart. A claimed output exists, so it has an identity.
+    claimed: dict[tuple[int, int], Path] = {}
 
     def claim(target: Path, file: Path) -> None:
-        claimed[target.resolve()] = file
-        claimed_ids[_file_id(target)] = file
+        claimed[_file_id(target)] = file
 
     def claimant(target: Path) -> Path | None:
-        if target.resolve() in claimed:
-            return claimed[target.resolve()]
-        return claimed_ids.get(_file_id(target)) if target.exists() else None
+        return claimed.get(_file_id(target)) if target.exists() else None
     enhancer: Enhancer | None = None
     bar = None
     if progress:
