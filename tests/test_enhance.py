@@ -4,6 +4,7 @@ import hashlib
 import json
 import io
 import os
+import signal
 import warnings
 import struct
 import sys
@@ -161,6 +162,27 @@ def test_cli_self_ensemble_writes_the_api_result(tiny_weights, tmp_path):
     assert np.array_equal(written, expected)
     single = Enhancer(tiny_weights, device="cpu", precision="fp32").enhance_rgb(_photo(32, 48))
     assert not np.array_equal(written, single)
+
+
+def test_sigterm_while_writing_keeps_the_old_output_and_leaves_no_temporary_file(tiny_weights, tmp_path, monkeypatch,
+                                                                                   capsys):  # fmt: skip
+    source, out = tmp_path / "dark.png", tmp_path / "out"
+    Image.fromarray(_photo(32, 48)).save(source)
+    out.mkdir()
+    (out / "dark.png").write_bytes(b"an earlier output")
+    real_fsync = os.fsync
+
+    def terminated_while_syncing(fd):  # the handler runs once this returns, inside atomic_output
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", terminated_while_syncing)
+    assert main(["enhance", str(source), "-o", str(out), "--weights", str(tiny_weights), "--device", "cpu",
+                 "--overwrite", "-q"]) == 128 + signal.SIGTERM  # fmt: skip
+    assert capsys.readouterr().err.endswith("mirnet: terminated\n")
+    assert [p.name for p in out.iterdir()] == ["dark.png"]
+    assert (out / "dark.png").read_bytes() == b"an earlier output"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # a library caller's process is left as it was
 
 
 # ---------------------------------------------------------------- the Python API's types

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -600,8 +602,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that the atomic writers remove their temporary files."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # By default SIGTERM (`kill`, a job scheduler, torchrun stopping its workers) ends the process
+    # at once and leaves a hidden .part file beside an output or checkpoint being written; as an
+    # exception it unwinds like Ctrl-C. A handler someone else installed is theirs to keep.
+    in_main_thread = threading.current_thread() is threading.main_thread()  # else signal() raises
+    catch = in_main_thread and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if catch:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
     except BrokenPipeError:  # `mirnet presets | head`
@@ -618,6 +635,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mirnet: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("mirnet: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if catch:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 if __name__ == "__main__":
