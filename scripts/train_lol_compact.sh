@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# Train the bundled default model, lol-compact, from scratch on LOL our485 in two stages:
+# Train a compact MIRNet from scratch on LOL our485 in two stages. The bundled default, lol-compact v6
+# (2026-12-05), is two streams with stage 1 on batches of 2 crops (under 2 hours on the slowest 2-core CPU
+# seen, an Ice Lake Xeon in fp32):
+#   scripts/train_lol_compact.sh --background --steps 15x2170,7x462 OUR485 RUN --split full --precision fp32 \
+#       --batch-size 2 --model-config '{"num_streams": 2}'
+# With no recipe option the script trains the recipe of v3-v5 (the default until 2026-12-05):
 #   1. 21,600 steps on 4 x 128x128 crops at a peak lr of 1e-3 (learns local restoration cheaply);
 #   2. 2,700 steps on 1 x 256x256 crop, started from stage 1's best weights (the same pixels per step
 #      but 4x the context per crop, for the global exposure that the channel attention pools).
@@ -9,7 +14,7 @@
 # where it ended. Run it again to resume after an interruption: a stage that has a checkpoint
 # continues, a finished stage resumes and ends at once. This is recipe v3 (2026-11-30); v2, the default before it,
 # peaked at lr 5e-4 in stage 1 (git show 44655fd:scripts/train_lol_compact.sh). v4 was this recipe
-# with --precision bf16; the shipped v5 is that with --split full.
+# with --precision bf16; v5 was that with --split full.
 #
 # --quick runs the same two stages with fewer steps, sized for 2 hours of compute on the slowest 2-core
 # CPU seen here (an Ice Lake Xeon, fp32 + channels_last; 2026-12-02 it took 120.1 min there):

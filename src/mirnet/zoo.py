@@ -33,7 +33,7 @@ BUNDLED: dict[str, BundledModel] = {
     model.name: model
     for model in [
         BundledModel("lol-compact", "lol-compact.safetensors",
-                     "compact MIRNet trained on LOL from scratch on a 2-core CPU (docs/models/lol-compact.md)"),  # fmt: skip
+                     "compact MIRNet with two streams, trained on LOL from scratch in under 2 hours on a 2-core CPU (docs/models/lol-compact.md)"),  # fmt: skip
         BundledModel("lol-compact-2h", "lol-compact-2h.safetensors",
                      "compact MIRNet with two streams, trained with the steps of 2 hours on the slowest 2-core CPU seen (docs/models/lol-compact-2h.md)"),  # fmt: skip
         BundledModel("lol-micro", "lol-micro.safetensors",
