@@ -23,9 +23,9 @@ def test_every_bundled_model_ships_with_its_record():
         assert bundled_path(name).stat().st_size < 8_000_000  # a few MB at most
 
 
-def test_default_model_is_the_compact_preset_and_brightens_a_dark_image():
+def test_default_model_is_the_compact_preset_with_two_streams_and_brightens_a_dark_image():
     model = mirnet.load_model()
-    assert model.config == mirnet.preset("compact")
+    assert model.config == mirnet.preset("compact", num_streams=2)  # v6: the compact preset less a stream
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:48, 0:64] / 64
     scene = np.stack([0.5 + 0.4 * np.sin(6 * xx + k) * np.cos(4 * yy) for k in range(3)], axis=-1)
