@@ -66,7 +66,7 @@ class _AnySize(nn.Module):
 
 def export_onnx(model: MIRNet, path: str | Path, opset: int = 18) -> Path:
     """Write `model` as one ONNX file: input "low" (1, 3, H, W) float32 in [0, 1], any H, W of at least
-    model.size_multiple (4 for three streams); output "enhanced", same shape, clamped to [0, 1]."""
+    model.size_multiple (2 ** (num_streams - 1)); output "enhanced", same shape, clamped to [0, 1]."""
     _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")
     path = Path(path)
