@@ -5,10 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import make_pairs
+from conftest import make_pairs, run_script
 from PIL import Image
 
-from mirnet.data import CropSampler, DataError, Pair, dihedral, find_pairs, load_pairs, split_by_scene
+from mirnet.data import (SAME_SCENE, CropSampler, DataError, Pair, dihedral, find_pairs, load_pairs, nearest_scenes,
+                         scene_thumbnail, split_by_scene)
 from mirnet.metrics import gt_mean_psnr, psnr, ssim
 
 
@@ -227,3 +228,42 @@ def test_16bit_training_images_are_scaled_not_clipped(tmp_path):
     rgb = read_rgb(tmp_path / "deep.png")
     assert rgb.shape == (20, 30, 3) and rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255
     assert 100 < rgb[10, 15, 0] < 155  # mid-grey stays mid-grey (Pillow's convert makes it 255)
+
+
+def test_nearest_scenes_finds_another_shot_of_a_scene_at_any_exposure():
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    other = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    dark = (scene * 0.4).astype(np.uint8)  # the same layout shot darker: a new reference, not a copy
+    thumb = scene_thumbnail(scene)
+    assert thumb.shape == (48 * 32,) and abs(thumb.mean()) < 1e-9 and np.isclose(np.linalg.norm(thumb), 1)
+    train = [Pair("a", scene, scene), Pair("b", other, other)]
+    (stem, same), = nearest_scenes([Pair("q", dark, dark)], train)
+    assert stem == "a" and same >= SAME_SCENE
+    unrelated = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    (_, apart), = nearest_scenes([Pair("r", unrelated, unrelated)], train)
+    assert apart < SAME_SCENE
+    flat = np.full((32, 48, 3), 90, np.uint8)  # no layout at all: correlates with nothing, without dividing by 0
+    assert nearest_scenes([Pair("f", flat, flat)], train)[0][1] == 0
+    with pytest.raises(ValueError, match="no reference pairs"):
+        nearest_scenes([Pair("q", dark, dark)], [])
+
+
+def test_scene_overlap_marks_held_out_shots_of_training_scenes(tmp_path):
+    data = make_pairs(tmp_path / "train", count=8)
+    # Pair 7 becomes another shot of pair 0's scene: the same view, its reference a third brighter.
+    high = np.asarray(Image.open(data / "high" / "0.png"), np.float64)
+    Image.fromarray(np.clip(high * 1.3, 0, 255).astype(np.uint8)).save(data / "high" / "7.png")
+    tests = make_pairs(tmp_path / "eval", count=2, seed=5)
+    pairs = load_pairs(data)
+    seed = next(k for k in range(20) if split_by_scene(pairs, 1, k)[1][0].stem in ("0", "7"))
+    result = run_script("scene_overlap.py", "--data", data, "--eval", tests, "--val-pairs", 1, "--seed", seed,
+                        "--models", "lol-micro", "--out", tmp_path / "out")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    held_out = result.stdout.split("Held-out pairs against")[1]
+    assert "| 7 | 0 |" in held_out or "| 0 | 7 |" in held_out
+    assert "1 of 1 show a scene of the training pairs" in result.stdout
+    assert "0 of 2 show a scene" in result.stdout  # make_pairs' textures are new scenes
+    written = (tmp_path / "out" / "scene-overlap.md").read_text()
+    assert written.strip() == result.stdout.strip()
+    assert "| `lol-micro` |" in written and "new scenes (0): PSNR" in written and written.rstrip().endswith("| - |")

@@ -1,0 +1,100 @@
+"""Which test and held-out pairs show a scene that the training pairs also show, in another shot.
+
+    .venv/bin/python scripts/scene_overlap.py --data ../shared/data/LOL/our485 --eval ../shared/data/LOL/eval15 \
+        [--val-pairs 64 --seed 0] [--models lol-compact,runs/x/stage2/best.safetensors] [--out FOLDER]
+
+LOL shoots a scene several times, each shot with its own reference. split_by_scene keeps pairs whose
+references are byte-identical together, but not two shots of one scene, so a held-out pair can show
+a scene that training saw. This prints, for each --eval pair and each pair the seeds split holds out,
+the training pair whose reference looks most like its own (correlation of 48x32 grey thumbnails,
+mirnet.data.nearest_scenes) and calls it a seen scene at mirnet.data.SAME_SCENE or above. With
+--models, each model (a bundled name or a weights file that held out these pairs) is scored on the
+held-out pairs, and its means are given on the seen and the new scenes apart: a model that does
+better on seen scenes than another is not the better one on new scenes. With --out the tables are
+also written to FOLDER/scene-overlap.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from mirnet import load_model
+from mirnet.data import SAME_SCENE, load_pairs, nearest_scenes, split_by_scene
+from mirnet.evaluate import evaluate, model_method
+from mirnet.files import atomic_output
+from mirnet.runtime import hardware_name, select_runtime
+from mirnet.train import trained_on_held_out, training_record
+
+
+def overlap_table(title: str, queries, training, held_stems: set[str] = frozenset()) -> tuple[list[str], set[str]]:
+    """Markdown lines naming each query's nearest training scene, and the stems of the seen ones."""
+    lines = [f"{title}", "", "| pair | nearest training pair | correlation | scene |", "| --- | --- | ---: | --- |"]
+    seen = set()
+    for query, (stem, correlation) in zip(queries, nearest_scenes(queries, training)):
+        same = correlation >= SAME_SCENE
+        seen |= {query.stem} if same else set()
+        where = " (held out by the split)" if stem in held_stems else ""
+        lines.append(f"| {query.stem} | {stem}{where} | {correlation:.3f} | {'seen' if same else 'new'} |")
+    lines += ["", f"{len(seen)} of {len(queries)} show a scene of the training pairs (correlation >= {SAME_SCENE}).", ""]
+    return lines, seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="the training pairs (our485)")
+    parser.add_argument("--eval", help="test pairs to compare with all of --data (eval15)")
+    parser.add_argument("--val-pairs", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the seeds split (a run's split_seed)")
+    parser.add_argument("--models", default="", help="models to score on the held-out pairs, comma-separated")
+    parser.add_argument("--out", type=Path, help="also write FOLDER/scene-overlap.md")
+    args = parser.parse_args()
+
+    pairs = load_pairs(args.data)
+    training, held = split_by_scene(pairs, args.val_pairs, seed=args.seed)
+    held_stems = {p.stem for p in held}
+    lines = [f"Scene overlap by `scripts/scene_overlap.py` (seeds split of {args.data}, "
+             f"{args.val_pairs} pairs asked, seed {args.seed}: {len(training)} training, {len(held)} held out)", ""]  # fmt: skip
+    if args.eval:
+        table, _ = overlap_table(f"{args.eval} against all {len(pairs)} pairs of {args.data}:",
+                                 load_pairs(args.eval), pairs, held_stems)  # fmt: skip
+        lines += table
+    table, seen = overlap_table(f"Held-out pairs against the split's {len(training)} training pairs:", held, training)
+    lines += table
+
+    if args.models:
+        names = args.models.split(",")
+        for name in names:
+            reason = trained_on_held_out(training_record(name), args.data, args.val_pairs, args.seed)
+            if reason:
+                raise SystemExit(f"{name}: cannot be scored on these held-out pairs: {reason}")
+        runtime = select_runtime("cpu", "fp32")  # as the model cards: the same numbers on every CPU
+        result = evaluate(held, {name: model_method(load_model(name), runtime) for name in names}, progress=True)
+        subsets = [("all", held_stems), ("seen scenes", seen), ("new scenes", held_stems - seen)]
+        lines += [f"Models on the held-out pairs, by scene (fp32; {hardware_name()}):", "",
+                  "| model | " + " | ".join(f"{label} ({len(stems)}): PSNR / SSIM / GT-mean" for label, stems in subsets) + " |",
+                  "| --- |" + " ---: |" * len(subsets)]  # fmt: skip
+        for name in ["input", *names]:
+            cells = []
+            for _, stems in subsets:
+                rows = [r for r in result.rows if r["method"] == name and r["image"] in stems]
+                if not rows:
+                    cells.append("-")
+                    continue
+                psnr, ssim, gt = (float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "gt_mean_psnr"))
+                cells.append(f"{psnr:.2f} / {ssim:.4f} / {gt:.2f}")
+            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        lines.append("")
+
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with atomic_output(args.out / "scene-overlap.md") as tmp:
+            tmp.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
