@@ -4,6 +4,10 @@
         [--ssim-weight 0.5]
     .venv/bin/python scripts/bench_train.py --preset compact --precisions bf16 --against c712521 [--rounds 5]
 
+With --against-config JSON, each mode instead times the model with those MIRNetConfig overrides
+on top (e.g. '{"share_weights": false}') against the model without them, in alternating rounds of
+--steps Adam steps, and prints both rates and their ratio per round and as medians.
+
 With --against REV, each mode instead times today's model code against src/mirnet/model.py as it was
 at commit REV (loaded from git beside today's package), the same weights and batch, in rounds of
 --steps steps that alternate which code goes first, and prints both rates and their ratio per round
@@ -88,14 +92,35 @@ def against(runtime: Runtime, args, old_code: types.ModuleType) -> dict:
     low, high = batch(args)
     losses = {name: train_step(model, optimizers[name], low, high, runtime, args.ssim_weight)
               for name, model in models.items()}  # fmt: skip
-    rates = {name: [] for name in models}
-    for round_ in range(args.rounds):
-        for name in ("old", "today") if round_ % 2 == 0 else ("today", "old"):
-            timed_steps(models[name], optimizers[name], runtime, args, args.warmup)
-            rates[name].append(timed_steps(models[name], optimizers[name], runtime, args, args.steps))
+    rates = alternating_rates(models, optimizers, runtime, args)
     ratios = [new / old for new, old in zip(rates["today"], rates["old"])]
     return {"loss_old": losses["old"], "loss_today": losses["today"], "steps_per_s_old": rates["old"],
             "steps_per_s_today": rates["today"], "ratio_per_round": ratios,
+            "median_ratio": statistics.median(ratios)}  # fmt: skip
+
+
+def alternating_rates(models: dict, optimizers: dict, runtime: Runtime, args) -> dict[str, list[float]]:
+    """Steps/s of two models in --rounds rounds, alternating which goes first (a machine's drift
+    then falls on both alike)."""
+    first, second = models
+    rates = {name: [] for name in models}
+    for round_ in range(args.rounds):
+        for name in (first, second) if round_ % 2 == 0 else (second, first):
+            timed_steps(models[name], optimizers[name], runtime, args, args.warmup)
+            rates[name].append(timed_steps(models[name], optimizers[name], runtime, args, args.steps))
+    return rates
+
+
+def against_config(runtime: Runtime, args) -> dict:
+    """The model, and the model with --against-config's overrides on top, trained with Adam as in
+    `mirnet train`, timed in alternating rounds."""
+    torch.manual_seed(0)
+    other = create_model(args.preset, **{**_model_overrides(args), **json.loads(args.against_config)})
+    models = {"base": runtime.prepare(new_model(args)), "other": runtime.prepare(other)}
+    optimizers = {name: torch.optim.Adam(model.parameters(), lr=1e-4) for name, model in models.items()}
+    rates = alternating_rates(models, optimizers, runtime, args)
+    ratios = [o / b for o, b in zip(rates["other"], rates["base"])]
+    return {"steps_per_s_base": rates["base"], "steps_per_s_other": rates["other"], "ratio_per_round": ratios,
             "median_ratio": statistics.median(ratios)}  # fmt: skip
 
 
@@ -131,6 +156,19 @@ def compare_code(args, modes: list[Runtime]) -> list[dict]:
     return results
 
 
+def compare_configs(args, modes: list[Runtime]) -> list[dict]:
+    results = []
+    print(f"with {args.against_config} against without: {args.rounds} rounds of {args.steps} steps, "
+          "alternating which goes first")  # fmt: skip
+    for runtime in modes:
+        result = {"mode": mode_name(runtime), **against_config(runtime, args)}
+        results.append(result)
+        for base, other in zip(result["steps_per_s_base"], result["steps_per_s_other"]):
+            print(f"{mode_name(runtime):<24} {base:7.3f} -> {other:7.3f} steps/s   x{other / base:.3f}")
+        print(f"{mode_name(runtime):<24} median of rounds: x{result['median_ratio']:.3f}", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="ablation-1x1")
@@ -145,15 +183,26 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precisions", default="fp32,bf16,fp16", help="comma-separated subset to time")
     parser.add_argument("--against", metavar="REV", help="time today's model code against this commit's")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of --steps steps each (--against)")
+    parser.add_argument("--against-config", metavar="JSON",
+                        help="time the model with these MIRNetConfig overrides against the model without them")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of --steps steps each (--against, --against-config)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     try:
         _model_overrides(args)
     except ValueError as error:
         parser.error(str(error))
-    if args.against and args.compile:
-        parser.error("--against times eager code; it does not take --compile")
+    if (args.against or args.against_config) and args.compile:
+        parser.error("--against and --against-config time eager code; they do not take --compile")
+    if args.against and args.against_config:
+        parser.error("give --against or --against-config, not both")
+    if args.against_config:
+        try:
+            extra = json.loads(args.against_config)
+            create_model(args.preset, **{**_model_overrides(args), **extra})
+        except (ValueError, TypeError) as error:
+            parser.error(f"--against-config: {error}")
     device = torch.device(args.device)
     modes = [Runtime(device, "fp32", False), Runtime(device, "fp32", True), Runtime(device, "bf16", False),
              Runtime(device, "bf16", True)]  # fmt: skip
@@ -164,7 +213,12 @@ def main() -> None:
           f"{torch.backends.cpu.get_cpu_capability()}; threads {torch.get_num_threads()}")  # fmt: skip
     print(f"model: {args.preset} channels={args.channels or 'preset'} {args.model_config or ''}; "
           f"batch {args.batch} x {args.crop}x{args.crop}; SSIM weight {args.ssim_weight}")  # fmt: skip
-    results = compare_code(args, modes) if args.against else compare_modes(args, modes)
+    if args.against:
+        results = compare_code(args, modes)
+    elif args.against_config:
+        results = compare_configs(args, modes)
+    else:
+        results = compare_modes(args, modes)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"hardware": hardware_name(device), "torch": torch.__version__, "args": vars(args),

@@ -1089,3 +1089,23 @@ def test_a_run_recorded_with_values_new_runs_refuse_still_resumes(data, tmp_path
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 2
     assert _cli_train(data, tmp_path / "new", "--warmup-steps=-1") == 2  # a new run refuses it
     assert "warmup-steps must not be negative, got -1" in capsys.readouterr().err
+
+
+def test_bench_train_times_a_configuration_against_another(tmp_path):
+    args = ["--preset", "ablation-1x1", "--channels", "4", "--model-config", '{"num_streams": 2}', "--steps", 1,
+            "--warmup", 1, "--rounds", 2, "--precisions", "fp32", "--crop", 32, "--batch", 1]  # fmt: skip
+    result = run_script("bench_train.py", *args, "--against-config", '{"share_weights": false}',
+                        "--json", tmp_path / "r.json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert 'with {"share_weights": false} against without: 2 rounds' in result.stdout
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [r["mode"] for r in rows] == ["fp32", "fp32 + channels_last"]
+    for row in rows:
+        assert len(row["steps_per_s_base"]) == len(row["steps_per_s_other"]) == 2
+        ratios = [o / b for o, b in zip(row["steps_per_s_other"], row["steps_per_s_base"])]
+        assert row["ratio_per_round"] == pytest.approx(ratios)
+        assert row["median_ratio"] == pytest.approx(sum(ratios) / 2)  # the median of two
+    unknown = run_script("bench_train.py", *args, "--against-config", '{"nope": 1}')
+    assert unknown.returncode == 2 and "--against-config: unknown MIRNetConfig fields: nope" in unknown.stderr
+    both = run_script("bench_train.py", *args, "--against-config", "{}", "--against", "HEAD")
+    assert both.returncode == 2 and "not both" in both.stderr
