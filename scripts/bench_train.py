@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16,fp16", help="comma-separated subset to time")
     parser.add_argument("--against", metavar="REV", help="time today's model code against this commit's")
     parser.add_argument("--against-config", metavar="JSON",
-                        help="time the model with these MIRNetConfig overrides against the model without them")
+                        help="time the model with these MIRNetConfig overrides against the model without")
     parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of --steps steps each (--against, --against-config)")
     parser.add_argument("--json", help="also write the results here")

@@ -1,7 +1,8 @@
 """Which test and held-out pairs show a scene that the training pairs also show, in another shot.
 
-    .venv/bin/python scripts/scene_overlap.py --data ../shared/data/LOL/our485 --eval ../shared/data/LOL/eval15 \
-        [--val-pairs 64 --seed 0] [--models lol-compact,runs/x/stage2/best.safetensors] [--out FOLDER]
+    .venv/bin/python scripts/scene_overlap.py --data ../shared/data/LOL/our485 \
+        --eval ../shared/data/LOL/eval15 [--val-pairs 64 --seed 0] [--out FOLDER] \
+        [--models lol-compact,runs/x/stage2/best.safetensors]
 
 LOL shoots a scene several times, each shot with its own reference. split_by_scene keeps pairs whose
 references are byte-identical together, but not two shots of one scene, so a held-out pair can show
@@ -22,23 +23,26 @@ from pathlib import Path
 import numpy as np
 
 from mirnet import load_model
-from mirnet.data import SAME_SCENE, load_pairs, nearest_scenes, split_by_scene
+from mirnet.data import SAME_SCENE, DataError, Pair, load_pairs, nearest_scenes, split_by_scene
 from mirnet.evaluate import evaluate, model_method
 from mirnet.files import atomic_output
 from mirnet.runtime import hardware_name, select_runtime
 from mirnet.train import trained_on_held_out, training_record
 
 
-def overlap_table(title: str, queries, training, held_stems: set[str] = frozenset()) -> tuple[list[str], set[str]]:
+def overlap_table(title: str, queries: list[Pair], training: list[Pair],
+                  held_stems: set[str] = frozenset()) -> tuple[list[str], set[str]]:  # fmt: skip
     """Markdown lines naming each query's nearest training scene, and the stems of the seen ones."""
-    lines = [f"{title}", "", "| pair | nearest training pair | correlation | scene |", "| --- | --- | ---: | --- |"]
+    lines = [title, "", "| pair | nearest training pair | correlation | scene |",
+             "| --- | --- | ---: | --- |"]  # fmt: skip
     seen = set()
     for query, (stem, correlation) in zip(queries, nearest_scenes(queries, training)):
         same = correlation >= SAME_SCENE
         seen |= {query.stem} if same else set()
         where = " (held out by the split)" if stem in held_stems else ""
         lines.append(f"| {query.stem} | {stem}{where} | {correlation:.3f} | {'seen' if same else 'new'} |")
-    lines += ["", f"{len(seen)} of {len(queries)} show a scene of the training pairs (correlation >= {SAME_SCENE}).", ""]
+    share = f"{len(seen)} of {len(queries)} show a scene of the training pairs (correlation >= {SAME_SCENE})."
+    lines += ["", share, ""]
     return lines, seen
 
 
@@ -52,16 +56,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write FOLDER/scene-overlap.md")
     args = parser.parse_args()
 
-    pairs = load_pairs(args.data)
-    training, held = split_by_scene(pairs, args.val_pairs, seed=args.seed)
+    try:
+        pairs = load_pairs(args.data)
+        tests = load_pairs(args.eval) if args.eval else []
+        training, held = split_by_scene(pairs, args.val_pairs, seed=args.seed)
+    except (DataError, ValueError) as error:  # a missing folder, a broken image, too many pairs asked
+        raise SystemExit(f"scene_overlap.py: error: {error}") from None
     held_stems = {p.stem for p in held}
-    lines = [f"Scene overlap by `scripts/scene_overlap.py` (seeds split of {args.data}, "
-             f"{args.val_pairs} pairs asked, seed {args.seed}: {len(training)} training, {len(held)} held out)", ""]  # fmt: skip
+    heading = (f"Scene overlap by `scripts/scene_overlap.py` (seeds split of {args.data}, {args.val_pairs} "
+               f"pairs asked, seed {args.seed}: {len(training)} training, {len(held)} held out)")  # fmt: skip
+    lines = [heading, ""]
     if args.eval:
         table, _ = overlap_table(f"{args.eval} against all {len(pairs)} pairs of {args.data}:",
-                                 load_pairs(args.eval), pairs, held_stems)  # fmt: skip
+                                 tests, pairs, held_stems)  # fmt: skip
         lines += table
-    table, seen = overlap_table(f"Held-out pairs against the split's {len(training)} training pairs:", held, training)
+    title = f"Held-out pairs against the split's {len(training)} training pairs:"
+    table, seen = overlap_table(title, held, training)
     lines += table
 
     if args.models:
@@ -71,11 +81,12 @@ def main() -> None:
             if reason:
                 raise SystemExit(f"{name}: cannot be scored on these held-out pairs: {reason}")
         runtime = select_runtime("cpu", "fp32")  # as the model cards: the same numbers on every CPU
-        result = evaluate(held, {name: model_method(load_model(name), runtime) for name in names}, progress=True)
+        methods = {name: model_method(load_model(name), runtime) for name in names}
+        result = evaluate(held, methods, progress=True)
         subsets = [("all", held_stems), ("seen scenes", seen), ("new scenes", held_stems - seen)]
+        columns = " | ".join(f"{label} ({len(stems)}): PSNR / SSIM / GT-mean" for label, stems in subsets)
         lines += [f"Models on the held-out pairs, by scene (fp32; {hardware_name()}):", "",
-                  "| model | " + " | ".join(f"{label} ({len(stems)}): PSNR / SSIM / GT-mean" for label, stems in subsets) + " |",
-                  "| --- |" + " ---: |" * len(subsets)]  # fmt: skip
+                  f"| model | {columns} |", "| --- |" + " ---: |" * len(subsets)]  # fmt: skip
         for name in ["input", *names]:
             cells = []
             for _, stems in subsets:
@@ -83,7 +94,8 @@ def main() -> None:
                 if not rows:
                     cells.append("-")
                     continue
-                psnr, ssim, gt = (float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "gt_mean_psnr"))
+                psnr, ssim, gt = (float(np.mean([r[key] for r in rows]))
+                                  for key in ("psnr", "ssim", "gt_mean_psnr"))  # fmt: skip
                 cells.append(f"{psnr:.2f} / {ssim:.4f} / {gt:.2f}")
             lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
         lines.append("")

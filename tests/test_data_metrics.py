@@ -8,8 +8,8 @@ import torch
 from conftest import make_pairs, run_script
 from PIL import Image
 
-from mirnet.data import (SAME_SCENE, CropSampler, DataError, Pair, dihedral, find_pairs, load_pairs, nearest_scenes,
-                         scene_thumbnail, split_by_scene)
+from mirnet.data import (SAME_SCENE, CropSampler, DataError, Pair, dihedral, find_pairs, load_pairs,
+                         nearest_scenes, scene_thumbnail, split_by_scene)
 from mirnet.metrics import gt_mean_psnr, psnr, ssim
 
 
@@ -238,12 +238,12 @@ def test_nearest_scenes_finds_another_shot_of_a_scene_at_any_exposure():
     thumb = scene_thumbnail(scene)
     assert thumb.shape == (48 * 32,) and abs(thumb.mean()) < 1e-9 and np.isclose(np.linalg.norm(thumb), 1)
     train = [Pair("a", scene, scene), Pair("b", other, other)]
-    (stem, same), = nearest_scenes([Pair("q", dark, dark)], train)
+    ((stem, same),) = nearest_scenes([Pair("q", dark, dark)], train)
     assert stem == "a" and same >= SAME_SCENE
     unrelated = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
-    (_, apart), = nearest_scenes([Pair("r", unrelated, unrelated)], train)
+    ((_, apart),) = nearest_scenes([Pair("r", unrelated, unrelated)], train)
     assert apart < SAME_SCENE
-    flat = np.full((32, 48, 3), 90, np.uint8)  # no layout at all: correlates with nothing, without dividing by 0
+    flat = np.full((32, 48, 3), 90, np.uint8)  # no layout: correlates with nothing, without dividing by 0
     assert nearest_scenes([Pair("f", flat, flat)], train)[0][1] == 0
     with pytest.raises(ValueError, match="no reference pairs"):
         nearest_scenes([Pair("q", dark, dark)], [])
@@ -266,4 +266,8 @@ def test_scene_overlap_marks_held_out_shots_of_training_scenes(tmp_path):
     assert "0 of 2 show a scene" in result.stdout  # make_pairs' textures are new scenes
     written = (tmp_path / "out" / "scene-overlap.md").read_text()
     assert written.strip() == result.stdout.strip()
-    assert "| `lol-micro` |" in written and "new scenes (0): PSNR" in written and written.rstrip().endswith("| - |")
+    assert "| `lol-micro` |" in written and "new scenes (0): PSNR" in written
+    assert written.rstrip().endswith("| - |")  # no new scene to score
+    missing = run_script("scene_overlap.py", "--data", tmp_path / "absent")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("scene_overlap.py: error: ") and "absent" in missing.stderr

@@ -1092,8 +1092,9 @@ def test_a_run_recorded_with_values_new_runs_refuse_still_resumes(data, tmp_path
 
 
 def test_bench_train_times_a_configuration_against_another(tmp_path):
-    args = ["--preset", "ablation-1x1", "--channels", "4", "--model-config", '{"num_streams": 2}', "--steps", 1,
-            "--warmup", 1, "--rounds", 2, "--precisions", "fp32", "--crop", 32, "--batch", 1]  # fmt: skip
+    args = ["--preset", "ablation-1x1", "--channels", "4", "--model-config", '{"num_streams": 2}',
+            "--steps", 1, "--warmup", 1, "--rounds", 2, "--precisions", "fp32", "--crop", 32,
+            "--batch", 1]  # fmt: skip
     result = run_script("bench_train.py", *args, "--against-config", '{"share_weights": false}',
                         "--json", tmp_path / "r.json")  # fmt: skip
     assert result.returncode == 0, result.stderr
