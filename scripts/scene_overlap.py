@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from mirnet import load_model
 from mirnet.data import SAME_SCENE, DataError, Pair, load_pairs, nearest_scenes, split_by_scene
-from mirnet.evaluate import evaluate, model_method
+from mirnet.evaluate import Evaluation, evaluate, model_method
 from mirnet.files import atomic_output
 from mirnet.runtime import hardware_name, select_runtime
 from mirnet.train import trained_on_held_out, training_record
@@ -87,16 +85,12 @@ def main() -> None:
         columns = " | ".join(f"{label} ({len(stems)}): PSNR / SSIM / GT-mean" for label, stems in subsets)
         lines += [f"Models on the held-out pairs, by scene (fp32; {hardware_name()}):", "",
                   f"| model | {columns} |", "| --- |" + " ---: |" * len(subsets)]  # fmt: skip
+        # Each subset's means as Evaluation.means gives them: by method; an empty subset has none.
+        means = [{row["method"]: row for row in Evaluation([r for r in result.rows if r["image"] in stems]).means()}
+                 for _, stems in subsets]  # fmt: skip
         for name in ["input", *names]:
-            cells = []
-            for _, stems in subsets:
-                rows = [r for r in result.rows if r["method"] == name and r["image"] in stems]
-                if not rows:
-                    cells.append("-")
-                    continue
-                psnr, ssim, gt = (float(np.mean([r[key] for r in rows]))
-                                  for key in ("psnr", "ssim", "gt_mean_psnr"))  # fmt: skip
-                cells.append(f"{psnr:.2f} / {ssim:.4f} / {gt:.2f}")
+            cells = [f"{m[name]['psnr']:.2f} / {m[name]['ssim']:.4f} / {m[name]['gt_mean_psnr']:.2f}"
+                     if name in m else "-" for m in means]  # fmt: skip
             lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
         lines.append("")
 
