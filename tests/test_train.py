@@ -720,6 +720,25 @@ def test_resume_works_in_the_folder_given_and_refuses_other_changes(data, tmp_pa
     assert torch.load(copy / "last.pt", weights_only=True)["step"] == 3  # refused: nothing trained
 
 
+def test_train_from_python_refuses_a_resume_that_changes_what_the_run_learns(data, tmp_path):
+    """train(cfg, resume=True) holds to the record as the command does: another crop or model is refused
+    before any step; the budget, how it runs and where it is may change."""
+    run = tmp_path / "run"
+    train(_config(data, run, max_steps=1))
+    with pytest.raises(ValueError, match=r"crop: recorded 16, given 24"):
+        train(_config(data, run, crop=24, max_steps=2), resume=True)
+    with pytest.raises(ValueError, match=r"model_overrides: recorded"):
+        train(_config(data, run, model_overrides={**TINY_MODEL, "channels": 8}, max_steps=2), resume=True)
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 1  # refused: nothing trained
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    train(_config(data, moved, max_steps=2, progress=True, checkpoint_every=0.0), resume=True)
+    assert torch.load(moved / "last.pt", weights_only=True)["step"] == 2
+    (moved / "config.json").unlink()
+    with pytest.raises(ValueError, match="nothing to resume \\(no config.json\\)"):
+        train(_config(data, moved, max_steps=3), resume=True)
+
+
 def test_resume_accepts_the_options_the_run_was_started_with(data, tmp_path, monkeypatch):
     """A script repeats its whole command to resume: the same options (a path by another name too) pass."""
     from mirnet.cli import main

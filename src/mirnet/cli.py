@@ -14,7 +14,7 @@ from .config import PRESETS, MIRNetConfig, preset
 from .data import DataError
 from .errors import first_line, out_of_memory
 from .export import ExportError
-from .files import output_folder, same_file
+from .files import output_folder, same_file, same_path
 from .weights import WeightsError
 
 
@@ -130,16 +130,9 @@ def _model_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
-def _same_path(recorded: str | None, given: str) -> bool:
-    """Whether a path given on resume leads where the recorded one does (from here)."""
-    if recorded is not None and Path(given).exists():
-        return Path(recorded).resolve() == Path(given).resolve()
-    return recorded == given
-
-
 def _same_option(name: str, recorded, given) -> bool:
     """Whether a training option given again on resume is the recorded one (paths by where they lead)."""
-    return _same_path(recorded, given) if name == "init" else recorded == given
+    return same_path(recorded, given) if name == "init" else recorded == given
 
 
 # Where the run's data is now may differ from where it was started (another working directory, a
@@ -157,10 +150,10 @@ def _data_locations(run, recorded, given: dict) -> dict:
     where = {}
     for name in DATA_LOCATIONS:
         value = getattr(recorded, name)
-        if name in given and not _same_path(value, given[name]):  # the same folder by another name: as recorded
+        if name in given and not same_path(value, given[name]):  # the same folder by another name: as recorded
             value = given[name]
         elif value and name in found and Path(found[name]).is_dir():
-            value = found[name] if not _same_path(found[name], value) else value
+            value = found[name] if not same_path(found[name], value) else value
         elif value and not Path(value).is_dir():
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag}: the run's {value} is not found from {Path.cwd()}; resume with "

@@ -292,11 +292,6 @@ class CropSampler:
         self.exposure_jitter, self.mixup = exposure_jitter, mixup
         self.rng = np.random.default_rng(seed)
 
-    @property
-    def steps_per_epoch(self) -> int:
-        """One epoch: every training image cropped once on average."""
-        return max(1, len(self.pairs) // self.batch_size)
-
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(low, high) float tensors of shape (batch, 3, crop, crop) in [0, 1]; with exposure_jitter
         S > 1 each low crop is multiplied by a gain drawn log-uniformly from [1/S, S]; with mixup P,

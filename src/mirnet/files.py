@@ -44,6 +44,13 @@ def _naming(error: OSError, path: Path) -> OSError:
     return type(error)(error.errno, error.strerror, str(path))
 
 
+def same_path(recorded: str | None, given: str) -> bool:
+    """Whether a path given again (on resume) leads where the recorded one does, from here."""
+    if recorded is not None and Path(given).exists():
+        return Path(recorded).resolve() == Path(given).resolve()
+    return recorded == given
+
+
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether both paths exist and are one file (also through links), so writing `a` would destroy `b`."""
     return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)

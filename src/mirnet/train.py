@@ -37,7 +37,7 @@ from .config import preset
 from .data import (CropSampler, DataError, Pair, cut_short, data_id, load_pairs, smaller_than, split_by_scene,
                    to_tensor, to_uint8)
 from .errors import first_line
-from .files import atomic_output, output_folder
+from .files import atomic_output, output_folder, same_path
 from .metrics import psnr, ssim, ssim_map
 from .model import MIRNet, count_parameters, untie_weights
 from .runtime import Runtime, select_runtime
@@ -156,6 +156,9 @@ class TrainConfig:
 BUDGET = ("epochs", "max_steps", "time_budget")
 EXECUTION = ("device", "precision", "compile", "checkpoint_every")
 RESUMABLE_CHANGES = BUDGET + EXECUTION
+# Also given anew on resume: where the run and its data are now (the data's pairs are checked against
+# the record), and whether a progress bar is drawn.
+RELOCATABLE = ("out", "data", "val_data", "progress")
 
 
 def charbonnier(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -380,8 +383,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         if held:
             raise ValueError(f"{run.folder}: already holds a run ({', '.join(held)}); "
                              "use --resume or another --out")  # fmt: skip
-    if resume and not run.last.exists():
-        raise ValueError(f"{run.folder}: nothing to resume (no last.pt)")
+    if resume:
+        for needed in (run.last, run.config):
+            if not needed.exists():
+                raise ValueError(f"{run.folder}: nothing to resume (no {needed.name})")
+        _check_same_options(TrainConfig.load(run.config), run, cfg)
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; use {' or '.join(LOSSES)}")
     if not resume:  # on every process, so that all stop alike (exist_ok: they may race)
@@ -615,6 +621,17 @@ def _resolved_paths(cfg: TrainConfig) -> dict:
     """The run's data folders as absolute paths: config.json keeps them as typed (relative to where the
     run was started), and a resume from elsewhere finds them by these."""
     return {name: str(Path(value).resolve()) for name in ("data", "val_data") if (value := getattr(cfg, name))}
+
+
+def _check_same_options(recorded: TrainConfig, run: Run, cfg: TrainConfig) -> None:
+    """Refuse a resume whose options would make it another run than the one recorded: only its budget,
+    how it runs and where things are may change (`mirnet train --resume` says so first, by flag)."""
+    differ = [f"{k}: recorded {v!r}, given {getattr(cfg, k)!r}" for k, v in dataclasses.asdict(recorded).items()
+              if k not in (*RESUMABLE_CHANGES, *RELOCATABLE) and getattr(cfg, k) != v
+              and not (k == "init" and v and getattr(cfg, k) and same_path(v, getattr(cfg, k)))]  # fmt: skip
+    if differ:
+        raise ValueError(f"{run.config}: a resume continues the run as recorded; only "
+                         f"{', '.join(RESUMABLE_CHANGES)} can change ({'; '.join(differ)})")  # fmt: skip
 
 
 def _check_same_run(record: dict, run: Run, train_pairs: list[Pair], val_pairs: list[Pair], world: int) -> None:
