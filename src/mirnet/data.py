@@ -122,7 +122,8 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _natural_key(stem: str) -> tuple:
+def natural_key(stem: str) -> tuple:
+    """Sort key that puts numeric stems in numeric order (2 before 10), before the others."""
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
 
 
@@ -145,7 +146,7 @@ def find_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
         kinds = " ".join(sorted(IMAGE_SUFFIXES))
         unread = f" ({', '.join(skipped[:3])} not read: not one of {kinds})" if skipped else ""
         raise DataError(f"{root}: images without a partner: {', '.join(lonely[:3])}{more}{unread}")
-    return [(stem, low[stem], high[stem]) for stem in sorted(low, key=_natural_key)]
+    return [(stem, low[stem], high[stem]) for stem in sorted(low, key=natural_key)]
 
 
 def data_id(root: str | Path) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Pair, to_tensor, to_uint8
+from .data import Pair, natural_key, to_tensor, to_uint8
 from .enhance import self_ensemble as ensemble_of
 from .files import atomic_output
 from .metrics import score
@@ -100,7 +100,7 @@ class Evaluation:
         if per_image:
             lines += ["", "| image | method | " + " | ".join(label for _, label in METRICS) + " |",
                       "| --- | --- |" + " ---: |" * len(METRICS)]  # fmt: skip
-            for row in sorted(self.rows, key=lambda r: (_natural(r["image"]), self.methods.index(r["method"]))):
+            for row in sorted(self.rows, key=lambda r: (natural_key(r["image"]), self.methods.index(r["method"]))):
                 lines.append(f"| {row['image']} | {row['method']} | "
                              + " | ".join(_fmt(key, row[key]) for key, _ in METRICS) + " |")  # fmt: skip
         return "\n".join(lines) + "\n"
@@ -131,10 +131,6 @@ def _fmt(key: str, value: float) -> str:
     if math.isinf(value):
         return "inf"
     return f"{value:.4f}" if key == "ssim" else f"{value:.2f}"
-
-
-def _natural(stem: str) -> tuple:
-    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
 
 
 def evaluate(pairs: list[Pair], methods: dict[str, Method], keep_outputs: int = 0,

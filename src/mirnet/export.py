@@ -59,9 +59,7 @@ class _AnySize(nn.Module):
         height, width = x.shape[2], x.shape[3]
         m = self.net.size_multiple
         x = F.pad(x, (0, (m - width % m) % m, 0, (m - height % m) % m), mode="reflect")
-        net = self.net
-        restored = x + net.conv_out(net.rrgs(net.conv_in(x)))
-        return restored[:, :, :height, :width].clamp(0.0, 1.0)
+        return self.net.forward_padded(x)[:, :, :height, :width].clamp(0.0, 1.0)
 
 
 def export_onnx(model: MIRNet, path: str | Path, opset: int = 18) -> Path:

@@ -303,8 +303,11 @@ class MIRNet(nn.Module):
             # Reflection needs the pad to be smaller than the side; tiny inputs fall back to edge copies.
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        restored = x + self.conv_out(self.rrgs(self.conv_in(x)))
-        return restored[..., :height, :width]
+        return self.forward_padded(x)[..., :height, :width]
+
+    def forward_padded(self, x: Tensor) -> Tensor:
+        """The network on an input whose sides are multiples of size_multiple: the input plus its residual."""
+        return x + self.conv_out(self.rrgs(self.conv_in(x)))
 
 
 def create_model(config: MIRNetConfig | str = "paper", **overrides) -> MIRNet:
