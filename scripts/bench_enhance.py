@@ -35,7 +35,7 @@ def child(model_name: str, height: int, width: int, max_tiles: int | None, tile:
     import torch
 
     from mirnet import create_model
-    from mirnet.enhance import CONTEXT_PIXELS, Enhancer, _starts, auto_tile
+    from mirnet.enhance import CONTEXT_PIXELS, Enhancer, auto_tile, tile_starts
 
     # The paper preset's weights are random: weights do not change the speed.
     model = create_model("paper") if model_name == "paper" else default
@@ -50,7 +50,7 @@ def child(model_name: str, height: int, width: int, max_tiles: int | None, tile:
     enhancer.enhance_rgb(rgb[:64, :64])  # warm-up: first-call allocations
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     chosen = auto_tile(height, width) if tile == "auto" else (None if tile == "none" else int(tile))
-    tiles = 1 if chosen is None else len(_starts(height, chosen, 32)) * len(_starts(width, chosen, 32))
+    tiles = 1 if chosen is None else len(tile_starts(height, chosen, 32)) * len(tile_starts(width, chosen, 32))
     if max_tiles is not None and tiles > max_tiles:
         size = min(chosen, height), min(chosen, width)
         x = torch.rand(1, 3, *size)

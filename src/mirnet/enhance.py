@@ -284,7 +284,7 @@ def _ramp(length: int, overlap: int, start: bool, end: bool) -> torch.Tensor:
     return weight
 
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     if length <= tile:
         return [0]
     stride = tile - overlap
@@ -424,7 +424,7 @@ class Enhancer:
         context = self._global_context(x, context_pixels) if context_pixels else None
         out = torch.zeros(1, 3, height, width)
         total = torch.zeros(1, 1, height, width)
-        ys, xs = _starts(height, tile, overlap), _starts(width, tile, overlap)
+        ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
         for top in ys:
             for left in xs:
                 th, tw = min(tile, height), min(tile, width)

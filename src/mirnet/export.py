@@ -31,7 +31,7 @@ class ExportError(RuntimeError):
     """An export that cannot be done; the message says why and what to do."""
 
 
-def _require(module: str, what: str):
+def require(module: str, what: str):
     import importlib
 
     # TensorFlow and the converters log to stderr from C++ unless told before they load.
@@ -65,8 +65,8 @@ class _AnySize(nn.Module):
 def export_onnx(model: MIRNet, path: str | Path, opset: int = 18) -> Path:
     """Write `model` as one ONNX file: input "low" (1, 3, H, W) float32 in [0, 1], any H, W of at least
     model.size_multiple (2 ** (num_streams - 1)); output "enhanced", same shape, clamped to [0, 1]."""
-    _require("onnx", "ONNX export")
-    _require("onnxscript", "ONNX export")
+    require("onnx", "ONNX export")
+    require("onnxscript", "ONNX export")
     path = Path(path)
     graph = _AnySize(copy.deepcopy(model).float().cpu().eval()).eval()
     m = model.size_multiple
@@ -143,7 +143,7 @@ def sample_calibration_tiles(height: int, width: int, count: int = 64, seed: int
 def convert_tflite(model: MIRNet, height: int, width: int, calibration: Iterable[np.ndarray] | None = None) -> bytes:
     """A static-shape NHWC TFLite flatbuffer of `model`: float32, or full-integer int8 (int8 input and
     output, int8 weights and activations) when calibration tiles (HxWx3 float32 in [0, 1]) are given."""
-    _require("tensorflow", "TFLite export")
+    require("tensorflow", "TFLite export")
     from .tf_graph import tflite_flatbuffer
 
     m = model.size_multiple
@@ -237,9 +237,9 @@ def _resolver_method(op: str) -> str:
 
 
 def tile_starts_count(length: int, tile: int, overlap: int) -> int:
-    from .enhance import _starts
+    from .enhance import tile_starts
 
-    return len(_starts(length, tile, overlap))
+    return len(tile_starts(length, tile, overlap))
 
 
 def c_array(flat: bytes, name: str) -> str:

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .enhance import (DEFAULT_OVERLAP, Enhancer, InferenceError, _starts, check_pixels, check_tiling,
+from .enhance import (DEFAULT_OVERLAP, Enhancer, InferenceError, check_pixels, check_tiling, tile_starts,
                       whole_number)
 from .errors import first_line
-from .export import ExportError, _require, silenced_output
+from .export import ExportError, require, silenced_output
 from .model import MIRNet
 
 WHOLE_IMAGES_ONLY = "the onnx backend enhances whole images"
@@ -30,7 +30,7 @@ class OnnxEnhancer(Enhancer):
 
     def __init__(self, path: str | Path, threads: int | None = None, self_ensemble: bool = False):
         self.self_ensemble = self_ensemble
-        ort = _require("onnxruntime", "the onnx backend")
+        ort = require("onnxruntime", "the onnx backend")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -131,7 +131,7 @@ class TFLiteModel:
     """A static-shape .tflite model in the LiteRT interpreter: one 1xHxWx3 tile in, one out."""
 
     def __init__(self, model: bytes | str | Path, threads: int = 2):
-        _require("ai_edge_litert", "running .tflite models")
+        require("ai_edge_litert", "running .tflite models")
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         flat = model if isinstance(model, bytes) else Path(model).read_bytes()
@@ -169,7 +169,7 @@ class MicroModel:
     """An int8 .tflite model in the TensorFlow Lite Micro interpreter with a tensor arena of arena_size bytes."""
 
     def __init__(self, model: bytes | str | Path, arena_size: int):
-        runtime = _require("tflite_micro", "running TFLite Micro models").runtime
+        runtime = require("tflite_micro", "running TFLite Micro models").runtime
         flat = model if isinstance(model, bytes) else Path(model).read_bytes()
         with silenced_output():
             self.interpreter = runtime.Interpreter.from_bytes(flat, arena_size=arena_size)
@@ -195,7 +195,7 @@ class MicroModel:
 
 def arena_size(model: bytes, low: int = 1024, high: int = 4 * 1024 * 1024, step: int = 256) -> int:
     """The smallest tensor arena (to `step` bytes) in which TFLite Micro allocates the model, by bisection."""
-    runtime = _require("tflite_micro", "measuring the TFLite Micro arena").runtime
+    runtime = require("tflite_micro", "measuring the TFLite Micro arena").runtime
 
     def fits(size: int) -> bool:
         try:
@@ -231,8 +231,8 @@ def run_tiled(model, image: np.ndarray, overlap: int = 8) -> np.ndarray:
     if min(th, tw) <= 2 * overlap:
         raise ValueError(f"tile {tw}x{th} must be more than twice the overlap ({overlap})")
     out = np.zeros((height, width, 3), np.float32)
-    for i, top in enumerate(_starts(height, th, overlap)):
-        for j, left in enumerate(_starts(width, tw, overlap)):
+    for i, top in enumerate(tile_starts(height, th, overlap)):
+        for j, left in enumerate(tile_starts(width, tw, overlap)):
             w = np.outer(_rising(th, overlap, i > 0), _rising(tw, overlap, j > 0))[..., None]
             region = out[top : top + th, left : left + tw]
             region[:] = region * (1 - w) + model(image[top : top + th, left : left + tw]) * w

@@ -782,10 +782,10 @@ def _trained_on(training: dict, data: str | Path, val_pairs: int | None, split_s
 def training_record(name_or_path: str | Path) -> dict:
     """How a model was trained, as its weights file or its run's config.json records it (for
     trained_on_held_out); {} where nothing is recorded (official checkpoints)."""
-    from .zoo import _is_run_checkpoint, model_file
+    from .zoo import is_run_checkpoint, model_file
 
     path = model_file(str(name_or_path))
-    if path.suffix.lower() == ".pt" and _is_run_checkpoint(path):  # as load_model tells a run's last.pt
+    if path.suffix.lower() == ".pt" and is_run_checkpoint(path):  # as load_model tells a run's last.pt
         config = path.parent / "config.json"
         record = json.loads(config.read_text())
         return {**TrainConfig.load(config).held_out, "data_id": record.get("data_id"),

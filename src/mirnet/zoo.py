@@ -106,7 +106,7 @@ def model_file(name_or_path: str | Path | None = None) -> Path:
     return installed_models().get(text, Path(text))
 
 
-def _is_run_checkpoint(path: Path) -> bool:
+def is_run_checkpoint(path: Path) -> bool:
     """Whether path is a training run's last.pt: beside the config.json `mirnet train` writes."""
     config = path.parent / "config.json"
     try:
@@ -132,7 +132,7 @@ def load_model(name_or_path: str | Path | None = None) -> MIRNet:
     suffix = path.suffix.lower()  # X.SAFETENSORS as x.safetensors, as the other readers take them
     if suffix == ".safetensors":
         return load_weights(path)
-    if suffix == ".pt" and _is_run_checkpoint(path):
+    if suffix == ".pt" and is_run_checkpoint(path):
         return latest_weights(path)
     if suffix in (".pth", ".pt", ".ckpt"):
         return load_official_checkpoint(path)
