@@ -74,8 +74,13 @@ def test_loss_choice_changes_the_training_and_is_checked(data, tmp_path):
     assert row["train_loss"] < 0  # minus a PSNR in dB
     first, second = _weights(tmp_path / "charbonnier"), _weights(tmp_path / "psnr")
     assert not torch.equal(first["conv_out.weight"], second["conv_out.weight"])
-    with pytest.raises(ValueError, match="unknown loss 'l2'"):
-        train(_config(data, tmp_path / "bad", loss="l2"))
+    # Named choices are checked as the configuration is made, before any data is read.
+    with pytest.raises(ValueError, match="unknown loss 'l2'; use charbonnier or psnr"):
+        _config(data, tmp_path / "bad", loss="l2")
+    with pytest.raises(ValueError, match="unknown schedule 'step'; use plateau or cosine"):
+        _config(data, tmp_path / "bad", schedule="step")
+    with pytest.raises(ValueError, match="unknown split 'all'; use seeds or full"):
+        _config("/nonexistent", tmp_path / "bad", split="all")
 
 
 def test_ssim_weight_changes_the_training(data, tmp_path):

@@ -45,6 +45,12 @@ from .runtime import Runtime, select_runtime
 from .weights import WeightsError, latest_weights, read_metadata, read_torch_checkpoint, save_weights  # noqa: F401
 
 
+# The named choices of a run, checked when its configuration is made rather than after its data is read.
+SPLITS = ("seeds", "full")
+SCHEDULES = ("plateau", "cosine")
+LOSS_NAMES = ("charbonnier", "psnr")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; saved as config.json in the run folder."""
@@ -90,6 +96,9 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        for name, allowed in (("split", SPLITS), ("schedule", SCHEDULES), ("loss", LOSS_NAMES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use {' or '.join(allowed)}")
         for name in ("crop", "batch_size", "epochs", "steps_per_epoch", "max_steps", "val_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -176,6 +185,7 @@ def psnr_loss(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> 
 
 
 LOSSES = {"charbonnier": charbonnier, "psnr": psnr_loss}
+assert tuple(LOSSES) == LOSS_NAMES
 
 
 def ssim_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -274,7 +284,7 @@ def _make_scheduler(cfg: TrainConfig, optimizer, total_steps: int | None, clock:
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; use plateau or cosine")
+    raise AssertionError(cfg.schedule)  # TrainConfig allows only SCHEDULES
 
 
 def datasets(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
@@ -290,7 +300,7 @@ def datasets(cfg: TrainConfig) -> tuple[list[Pair], list[Pair]]:
     elif cfg.split == "full":
         train_pairs, val_pairs = pairs, []
     else:
-        raise ValueError(f"unknown split {cfg.split!r}; use seeds or full")
+        raise AssertionError(cfg.split)  # TrainConfig allows only SPLITS
     if not train_pairs:
         raise DataError(f"{cfg.data}: no pairs left to train on after holding out {len(val_pairs)} (whole "
                         "scenes go to validation); use a smaller --val-pairs")  # fmt: skip
@@ -388,8 +398,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             if not needed.exists():
                 raise ValueError(f"{run.folder}: nothing to resume (no {needed.name})")
         _check_same_options(TrainConfig.load(run.config), run, cfg)
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r}; use {' or '.join(LOSSES)}")
     if not resume:  # on every process, so that all stop alike (exist_ok: they may race)
         output_folder(run.folder)  # before the data is read and the model built
     runtime = select_runtime(cfg.device, cfg.precision, cfg.channels_last)
