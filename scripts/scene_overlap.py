@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/scene_overlap.py --data ../shared/data/LOL/our485 \
         --eval ../shared/data/LOL/eval15 [--val-pairs 64 --seed 0] [--out FOLDER] \
-        [--models lol-compact,runs/x/stage2/best.safetensors]
+        [--models lol-compact,runs/x/stage2/best.safetensors] [--eval-tables A/evaluation.csv,...]
 
 LOL shoots a scene several times, each shot with its own reference. split_by_scene keeps pairs whose
 references are byte-identical together, but not two shots of one scene, so a held-out pair can show
@@ -11,8 +11,10 @@ the training pair whose reference looks most like its own (correlation of 48x32 
 mirnet.data.nearest_scenes) and calls it a seen scene at mirnet.data.SAME_SCENE or above. With
 --models, each model (a bundled name or a weights file that held out these pairs) is scored on the
 held-out pairs, and its means are given on the seen and the new scenes apart: a model that does
-better on seen scenes than another is not the better one on new scenes. With --out the tables are
-also written to FOLDER/scene-overlap.md.
+better on seen scenes than another is not the better one on new scenes. With --eval-tables, the
+evaluation.csv files that `mirnet evaluate` wrote for --eval are averaged in the same way, on the --eval
+pairs that show a scene of --data and on the new ones. With --out the tables are also written to
+FOLDER/scene-overlap.md.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import argparse
 from pathlib import Path
 
 from mirnet import load_model
-from mirnet.data import SAME_SCENE, DataError, Pair, load_pairs, nearest_scenes, split_by_scene
+from mirnet.data import SAME_SCENE, DataError, Pair, load_pairs, natural_key, nearest_scenes, split_by_scene
 from mirnet.evaluate import Evaluation, evaluate, model_method
 from mirnet.files import atomic_output
 from mirnet.runtime import hardware_name, select_runtime
@@ -44,6 +46,23 @@ def overlap_table(title: str, queries: list[Pair], training: list[Pair],
     return lines, seen
 
 
+def by_scene(title: str, results: dict[str, Evaluation], subsets: list[tuple[str, set[str]]]) -> list[str]:
+    """Markdown lines of each result's methods' means on each subset of images (a dash where a subset
+    is empty); a row is named by its method, after its result's name where there are several."""
+    columns = " | ".join(f"{label} ({len(stems)}): PSNR / SSIM / GT-mean" for label, stems in subsets)
+    lines = [title, "", f"| model | {columns} |", "| --- |" + " ---: |" * len(subsets)]
+    for name, result in results.items():
+        # Each subset's means as Evaluation.means gives them: by method; an empty subset has none.
+        means = [{m["method"]: m for m in Evaluation([r for r in result.rows if r["image"] in s]).means()}
+                 for _, s in subsets]  # fmt: skip
+        for method in result.methods:
+            cells = [f"{m[method]['psnr']:.2f} / {m[method]['ssim']:.4f} / {m[method]['gt_mean_psnr']:.2f}"
+                     if method in m else "-" for m in means]  # fmt: skip
+            label = f"`{name}`: {method}" if name else f"`{method}`"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the training pairs (our485)")
@@ -51,8 +70,11 @@ def main() -> None:
     parser.add_argument("--val-pairs", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="seed of the seeds split (a run's split_seed)")
     parser.add_argument("--models", default="", help="models to score on the held-out pairs, comma-separated")
+    parser.add_argument("--eval-tables", default="", help="evaluation.csv files of --eval, comma-separated")
     parser.add_argument("--out", type=Path, help="also write FOLDER/scene-overlap.md")
     args = parser.parse_args()
+    if args.eval_tables and not args.eval:
+        parser.error("--eval-tables needs --eval, the pairs those tables scored")
 
     try:
         pairs = load_pairs(args.data)
@@ -65,9 +87,21 @@ def main() -> None:
                f"pairs asked, seed {args.seed}: {len(training)} training, {len(held)} held out)")  # fmt: skip
     lines = [heading, ""]
     if args.eval:
-        table, _ = overlap_table(f"{args.eval} against all {len(pairs)} pairs of {args.data}:",
-                                 tests, pairs, held_stems)  # fmt: skip
+        table, seen_tests = overlap_table(f"{args.eval} against all {len(pairs)} pairs of {args.data}:",
+                                          tests, pairs, held_stems)  # fmt: skip
         lines += table
+    if args.eval_tables:
+        stems = {p.stem for p in tests}
+        try:
+            tables = {path: Evaluation.read_csv(path) for path in args.eval_tables.split(",")}
+        except ValueError as error:
+            raise SystemExit(f"scene_overlap.py: error: {error}") from None
+        for path, evaluation in tables.items():
+            if strays := sorted({r["image"] for r in evaluation.rows} - stems, key=natural_key):
+                raise SystemExit(f"scene_overlap.py: error: {path}: images not in {args.eval}: "
+                                 f"{', '.join(strays[:3])}")  # fmt: skip
+        lines += by_scene(f"Evaluation tables of {args.eval}, by scene:", tables,
+                          [("all", stems), ("seen scenes", seen_tests), ("new scenes", stems - seen_tests)])
     title = f"Held-out pairs against the split's {len(training)} training pairs:"
     table, seen = overlap_table(title, held, training)
     lines += table
@@ -81,18 +115,8 @@ def main() -> None:
         runtime = select_runtime("cpu", "fp32")  # as the model cards: the same numbers on every CPU
         methods = {name: model_method(load_model(name), runtime) for name in names}
         result = evaluate(held, methods, progress=True)
-        subsets = [("all", held_stems), ("seen scenes", seen), ("new scenes", held_stems - seen)]
-        columns = " | ".join(f"{label} ({len(stems)}): PSNR / SSIM / GT-mean" for label, stems in subsets)
-        lines += [f"Models on the held-out pairs, by scene (fp32; {hardware_name()}):", "",
-                  f"| model | {columns} |", "| --- |" + " ---: |" * len(subsets)]  # fmt: skip
-        # Each subset's means as Evaluation.means gives them: by method; an empty subset has none.
-        means = [{row["method"]: row for row in Evaluation([r for r in result.rows if r["image"] in stems]).means()}
-                 for _, stems in subsets]  # fmt: skip
-        for name in ["input", *names]:
-            cells = [f"{m[name]['psnr']:.2f} / {m[name]['ssim']:.4f} / {m[name]['gt_mean_psnr']:.2f}"
-                     if name in m else "-" for m in means]  # fmt: skip
-            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += by_scene(f"Models on the held-out pairs, by scene (fp32; {hardware_name()}):", {"": result},
+                          [("all", held_stems), ("seen scenes", seen), ("new scenes", held_stems - seen)])
 
     text = "\n".join(lines)
     print(text)

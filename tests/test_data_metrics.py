@@ -268,6 +268,24 @@ def test_scene_overlap_marks_held_out_shots_of_training_scenes(tmp_path):
     assert written.strip() == result.stdout.strip()
     assert "| `lol-micro` |" in written and "new scenes (0): PSNR" in written
     assert written.rstrip().endswith("| - |")  # no new scene to score
+    # eval15's tables by scene: test pair 1 made another shot of training pair 3's scene.
+    Image.fromarray(np.clip(np.asarray(Image.open(data / "high" / "3.png"), np.float64) * 0.8, 0, 255)
+                    .astype(np.uint8)).save(tests / "high" / "1.png")  # fmt: skip
+    table = tmp_path / "evaluation.csv"
+    table.write_text("method,image,psnr,ssim,gt_mean_psnr\ninput,0,8,0.2,18\ninput,1,10,0.4,20\n"
+                     "m,0,20,0.8,24\nm,1,30,0.9,28\n")  # fmt: skip
+    by_scene = ("scene_overlap.py", "--data", data, "--val-pairs", 1, "--eval", tests, "--eval-tables")
+    result = run_script(*by_scene, table)
+    assert result.returncode == 0, result.stderr
+    assert "1 of 2 show a scene of the training pairs" in result.stdout
+    means = "25.00 / 0.8500 / 26.00 | 30.00 / 0.9000 / 28.00 | 20.00 / 0.8000 / 24.00"  # all; 1 seen; 0 new
+    assert f"| `{table}`: m | {means} |" in result.stdout
+    assert f"| `{table}`: input | 9.00 / 0.3000 / 19.00 | 10.00 / 0.4000 / 20.00 |" in result.stdout
+    table.write_text("method,image,psnr,ssim,gt_mean_psnr\nm,7,20,0.8,24\n")
+    stray = run_script(*by_scene, table)
+    assert stray.returncode == 1 and f"{table}: images not in {tests}: 7" in stray.stderr
+    broken = run_script(*by_scene, tmp_path / "no.csv")
+    assert broken.returncode == 1 and "no.csv: cannot be read" in broken.stderr
     missing = run_script("scene_overlap.py", "--data", tmp_path / "absent")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.startswith("scene_overlap.py: error: ") and "absent" in missing.stderr

@@ -81,6 +81,19 @@ class Evaluation:
                         **{key: float(np.mean([r[key] for r in rows])) for key, _ in METRICS}})  # fmt: skip
         return out
 
+    @classmethod
+    def read_csv(cls, path: str | Path) -> Evaluation:
+        """The rows of an evaluation.csv that `write` made (no outputs): to recompute means over subsets."""
+        try:
+            with open(path, newline="") as f:
+                rows = [{"method": r["method"], "image": r["image"], **{k: float(r[k]) for k, _ in METRICS}}
+                        for r in csv.DictReader(f)]  # fmt: skip
+        except OSError as error:
+            raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: not an evaluation.csv ({type(error).__name__}: {error})") from None
+        return cls(rows)
+
     def to_json(self) -> dict:
         """Plain JSON: a perfect score's infinite PSNR becomes null (JSON has no Infinity)."""
         return _finite({"conventions": CONVENTIONS, "means": self.means(), "images": self.rows})
