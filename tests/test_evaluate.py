@@ -315,3 +315,34 @@ def test_compare_recipes_tables_training_losses_and_places_the_first_run_among_t
     assert "full: inside the others' range at 1 of 2 epochs, at most 0.0100 outside" in lines
     with Image.open(tmp_path / "loss.png") as figure:
         assert figure.format == "PNG"
+
+
+def test_candidates_table_reads_runs_clocks_printouts_and_eval15_tables(tmp_path):
+    """scripts/candidates.py: time is the stages' clocks less the minutes stopped; held-out scores come
+    from either printout's row; parameters and GMACs are counted from the architecture."""
+    stage = "epoch,step,train_loss,val_loss,val_psnr,val_ssim,lr,time,steps_per_s\n1,10,0.3,0.1,20,0.8,1e-3,{}.0,1\n"
+    (tmp_path / "s1.csv").write_text(stage.format(3000))
+    (tmp_path / "s2.csv").write_text(stage.format(600))
+    (tmp_path / "printout.md").write_text("| model | params | GMACs @600x400 | PSNR (dB) | SSIM | GT-mean PSNR (dB) |\n"
+                                          "| --- | ---: | ---: | ---: | ---: | ---: |\n"
+                                          "| `runs/a/best.safetensors` | 1 | 1 | 22.40 | 0.8600 | 27.00 |\n")  # fmt: skip
+    (tmp_path / "scenes.md").write_text("| model | all (65): PSNR / SSIM / GT-mean | seen |\n| --- | ---: | ---: |\n"
+                                        "| `runs/b.safetensors` | 22.50 / 0.8610 / 27.20 | 22.0 / 0.87 / 27 |\n")  # fmt: skip
+    (tmp_path / "e15.csv").write_text("method,image,psnr,ssim,gt_mean_psnr\ninput,1,7,0.2,18\nm,1,21,0.8,25\n"
+                                      "input,2,8,0.2,18\nm,2,22,0.82,25\n")  # fmt: skip
+    s = f"{tmp_path}/s1.csv {tmp_path}/s2.csv"
+    (tmp_path / "list.csv").write_text(
+        "label,architecture,cpu,stages,paused_min,paused_source,scores,row,eval15\n"
+        f'three,{{}},cpu A,{s},10,notes,{tmp_path}/printout.md,runs/a/best.safetensors,{tmp_path}/e15.csv\n'
+        f'"two, untied","{{""num_streams"": 2, ""share_weights"": false}}",cpu B,{s},0,,{tmp_path}/scenes.md,'
+        "runs/b.safetensors,\n")  # fmt: skip
+    result = run_script("candidates.py", tmp_path / "list.csv", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "out" / "candidates.md").read_text()
+    assert "| two, untied | cpu B | 87,991 | 9.4 | 60.0 | 22.50 / 0.8610 | - |" in table  # listed first: higher
+    assert "| three | cpu A | 333,392 | 18.9 | 50.0 | 22.40 / 0.8600 | 21.50 / 0.8100 |" in table
+    assert table.index("two, untied") < table.index("| three |")
+    assert (tmp_path / "out" / "candidates.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "printout.md").write_text("| model | PSNR (dB) | SSIM |\n| --- | ---: | ---: |\n")
+    missing = run_script("candidates.py", tmp_path / "list.csv", "--out", tmp_path / "out")
+    assert missing.returncode == 1 and "printout.md: no row `runs/a/best.safetensors`" in missing.stderr
