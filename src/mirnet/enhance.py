@@ -285,6 +285,7 @@ def _ramp(length: int, overlap: int, start: bool, end: bool) -> torch.Tensor:
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Where the tiles along one side start: every tile - overlap pixels, the last flush with the end."""
     if length <= tile:
         return [0]
     stride = tile - overlap

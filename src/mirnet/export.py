@@ -32,6 +32,7 @@ class ExportError(RuntimeError):
 
 
 def require(module: str, what: str):
+    """The optional module, imported; an ExportError naming the extra to install when it is missing."""
     import importlib
 
     # TensorFlow and the converters log to stderr from C++ unless told before they load.
