@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("b", type=Path, help="evaluation.csv of the model compared with it")
     parser.add_argument("--method", default="mirnet", help="the method column to compare (default: mirnet)")
     parser.add_argument("--method-b", help="B's method column, if it differs from A's")
+    parser.add_argument("--digits", type=int, default=2, help="decimals of dB (SSIM gets two more)")
     args = parser.parse_args()
     a = read_scores(args.a, args.method)
     b = read_scores(args.b, args.method_b or args.method)
@@ -62,7 +63,7 @@ def main() -> None:
     print("| metric | mean | sd | standard error | B better on |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for s in summaries:
-        digits = 4 if s["metric"] == "ssim" else 2
+        digits = args.digits + 2 if s["metric"] == "ssim" else args.digits
         print(f"| {s['metric']} | {s['mean']:+.{digits}f} | {s['sd']:.{digits}f} | {s['se']:.{digits}f} | "
               f"{s['better']} of {s['images']} |")
 

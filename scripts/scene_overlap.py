@@ -14,7 +14,8 @@ held-out pairs, and its means are given on the seen and the new scenes apart: a 
 better on seen scenes than another is not the better one on new scenes. With --eval-tables, the
 evaluation.csv files that `mirnet evaluate` wrote for --eval are averaged in the same way, on the --eval
 pairs that show a scene of --data and on the new ones. With --out the tables are also written to
-FOLDER/scene-overlap.md.
+FOLDER/scene-overlap.md, and the models' per-image scores to FOLDER/evaluation.csv (.json, .md), for
+scripts/paired_difference.py.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         with atomic_output(args.out / "scene-overlap.md") as tmp:
             tmp.write_text(text)
+        if args.models:
+            result.write(args.out)
 
 
 if __name__ == "__main__":

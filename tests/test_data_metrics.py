@@ -268,6 +268,8 @@ def test_scene_overlap_marks_held_out_shots_of_training_scenes(tmp_path):
     assert written.strip() == result.stdout.strip()
     assert "| `lol-micro` |" in written and "new scenes (0): PSNR" in written
     assert written.rstrip().endswith("| - |")  # no new scene to score
+    per_image = (tmp_path / "out" / "evaluation.csv").read_text().splitlines()  # for paired_difference.py
+    assert per_image[0] == "method,image,psnr,ssim,gt_mean_psnr" and len(per_image) == 1 + 2 * 1
     # eval15's tables by scene: test pair 1 made another shot of training pair 3's scene.
     Image.fromarray(np.clip(np.asarray(Image.open(data / "high" / "3.png"), np.float64) * 0.8, 0, 255)
                     .astype(np.uint8)).save(tests / "high" / "1.png")  # fmt: skip
