@@ -21,6 +21,8 @@ import csv
 import json
 from pathlib import Path
 
+from compare_recipes import read_run  # a sibling script: scripts/ is on the path when this one runs
+
 from mirnet import count_macs, count_parameters, create_model
 from mirnet.config import preset
 from mirnet.evaluate import Evaluation
@@ -41,15 +43,6 @@ def held_out_scores(printout: Path, row: str) -> tuple[float, float]:
             psnr, ssim, _ = cells[1].split(" / ")
             return float(psnr), float(ssim)
     raise SystemExit(f"candidates.py: error: {printout}: no row `{row}`")
-
-
-def stage_minutes(files: list[str]) -> float:
-    """The stages' clocks summed: each metrics.csv's last `time` (seconds), in minutes."""
-    total = 0.0
-    for name in files:
-        with open(name, newline="") as f:
-            total += float(list(csv.DictReader(f))[-1]["time"])
-    return total / 60
 
 
 def eval15_scores(path: str) -> tuple[float, float] | None:
@@ -74,7 +67,8 @@ def main() -> None:
         if key not in sizes:
             model = create_model(preset("compact", **overrides))
             sizes[key] = count_parameters(model), count_macs(model, 400, 600) / 1e9
-        minutes = stage_minutes(e["stages"].split()) - float(e["paused_min"] or 0)
+        # The stages' clocks summed (read_run makes time cumulative over stages), less the minutes stopped.
+        minutes = read_run(e["stages"].split())[-1]["time"] / 60 - float(e["paused_min"] or 0)
         psnr, ssim = held_out_scores(Path(e["scores"]), e["row"])
         runs.append({**e, "params": sizes[key][0], "gmacs": sizes[key][1], "minutes": minutes, "psnr": psnr,
                      "ssim": ssim, "eval15": eval15_scores(e["eval15"])})  # fmt: skip
